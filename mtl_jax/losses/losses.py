@@ -1,0 +1,105 @@
+"""Masked per-task losses.
+
+Each loss returns per-example values; :func:`masked_mean` averages them over
+the examples whose mask is set. A task with no labelled example in the batch
+has loss exactly 0 (and zero gradient), never NaN, and a NaN in a masked-out
+target cannot leak into the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtl_jax.tasks import Task
+
+
+def _as_2d(x: jax.Array, width: int) -> jax.Array:
+  return x.reshape(x.shape[0], width)
+
+
+def cross_entropy(task: Task, logits, labels):
+  """Softmax cross-entropy with integer labels ``[B]``; logits ``[B, C]``."""
+  safe = jnp.clip(labels.astype(jnp.int32), 0, task.num_classes - 1)
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), safe)
+
+
+def sigmoid_cross_entropy(task: Task, logits, labels):
+  """Mean over labels of sigmoid cross-entropy; labels in {0, 1}."""
+  logits = _as_2d(logits.astype(jnp.float32), task.num_labels)
+  labels = _as_2d(labels.astype(jnp.float32), task.num_labels)
+  return optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=1)
+
+
+def mse(task: Task, pred, target):
+  """Mean squared error over the output dimensions."""
+  diff = _as_2d(pred.astype(jnp.float32), task.dim) - _as_2d(
+      target.astype(jnp.float32), task.dim)
+  return jnp.mean(diff ** 2, axis=1)
+
+
+def l1(task: Task, pred, target):
+  """Mean absolute error over the output dimensions."""
+  diff = _as_2d(pred.astype(jnp.float32), task.dim) - _as_2d(
+      target.astype(jnp.float32), task.dim)
+  return jnp.mean(jnp.abs(diff), axis=1)
+
+
+LOSSES: dict[str, tuple[Callable, tuple[str, ...]]] = {
+    "cross_entropy": (cross_entropy, ("multiclass",)),
+    "sigmoid_cross_entropy": (sigmoid_cross_entropy, ("binary",)),
+    "mse": (mse, ("regression",)),
+    "l1": (l1, ("regression",)),
+}
+
+
+def check(name: str, kind: str, *, task: str) -> None:
+  """Raises unless loss ``name`` exists and suits a task of ``kind``."""
+  if name not in LOSSES:
+    raise ValueError(f"Task {task!r}: unknown loss {name!r}; valid losses: "
+                     f"{sorted(LOSSES)}.")
+  if kind not in LOSSES[name][1]:
+    raise ValueError(f"Task {task!r}: loss {name!r} does not apply to a {kind} "
+                     f"task; it applies to {LOSSES[name][1]}.")
+
+
+def effective_mask(task: Task, target, mask) -> jax.Array:
+  """The batch mask, minus examples whose label is the task's ignore label."""
+  mask = mask.astype(bool)
+  if task.ignore_label is not None:
+    mask = mask & (target != task.ignore_label)
+  return mask
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of ``values`` over ``mask``; exactly 0 where the mask is empty."""
+  values = jnp.where(mask, values, 0.0)
+  return values.sum() / jnp.maximum(mask.sum(), 1).astype(values.dtype)
+
+
+def task_loss(task: Task, pred, target, mask) -> tuple[jax.Array, jax.Array]:
+  """Masked mean loss of one task and the number of examples it averaged.
+
+  Args:
+    task: the task declaration.
+    pred: the head's output ``[B, out_features]``.
+    target: the task's targets for the batch.
+    mask: bool ``[B]``, True where the example has a label for this task.
+
+  Returns:
+    ``(loss, count)``; ``loss`` is 0 when ``count`` is 0.
+  """
+  mask = effective_mask(task, target, mask)
+  per_example = LOSSES[task.loss][0](task, pred, target)
+  return masked_mean(per_example, mask), mask.sum()
+
+
+def task_losses(tasks, preds, batch) -> tuple[jax.Array, jax.Array]:
+  """Losses ``[T]`` and label counts ``[T]`` of all tasks, in task order."""
+  pairs = [task_loss(t, preds[t.name], batch["targets"][t.name],
+                     batch["mask"][t.name]) for t in tasks]
+  return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
