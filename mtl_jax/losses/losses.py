@@ -94,6 +94,10 @@ def task_loss(task: Task, pred, target, mask) -> tuple[jax.Array, jax.Array]:
     ``(loss, count)``; ``loss`` is 0 when ``count`` is 0.
   """
   mask = effective_mask(task, target, mask)
+  # Zero the targets of masked-out rows first: a NaN there would otherwise
+  # reach the gradient through the backward pass of `where`.
+  row_mask = mask.reshape(mask.shape + (1,) * (target.ndim - 1))
+  target = jnp.where(row_mask, target, jnp.zeros_like(target))
   per_example = LOSSES[task.loss][0](task, pred, target)
   return masked_mean(per_example, mask), mask.sum()
 

@@ -1,0 +1,35 @@
+"""Multi-task architectures (Flax NNX modules, used functionally).
+
+``build(model_config, tasks, input_shape, seed)`` creates a model;
+``partition`` splits it into graph definition, shared, per-task, cross-task
+and non-parameter state. Every model maps inputs to ``{task: output}`` and
+declares its parameters under ``shared``, ``tasks`` (keyed by task name) and
+optionally ``cross`` (see :mod:`mtl_jax.models.partition`). Models with one
+shared representation also provide ``encode``/``decode``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from flax import nnx
+
+from mtl_jax.models.partition import Partition, merge, params_of, partition, task_names
+from mtl_jax.registry import Registry
+from mtl_jax.tasks import Task
+
+REGISTRY = Registry("architecture", __name__, {
+    "hard_sharing": "hard_sharing:HardSharing",
+    "independent": "independent:Independent",
+})
+
+
+def build(config, tasks: Sequence[Task], input_shape: Sequence[int], *,
+          seed: int = 0) -> nnx.Module:
+  """Builds ``config.arch`` for ``tasks`` on inputs of ``input_shape``."""
+  cls = REGISTRY.factory(config.get("arch", "hard_sharing"))
+  return cls(tuple(tasks), tuple(input_shape), config, rngs=nnx.Rngs(seed))
+
+
+__all__ = ["build", "partition", "merge", "params_of", "task_names", "Partition",
+           "REGISTRY"]

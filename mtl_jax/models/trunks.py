@@ -1,0 +1,114 @@
+"""Shared feature extractors: an MLP and a small CNN.
+
+Both map inputs ``[B, ...]`` to a representation ``[B, features]`` and take a
+``train`` flag (batch statistics, when normalisation is on). They hold no task
+knowledge; multi-task models wrap them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh,
+               "silu": nnx.silu, "identity": lambda x: x}
+
+
+def activation(name: str):
+  if name not in ACTIVATIONS:
+    raise ValueError(f"Unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}.")
+  return ACTIVATIONS[name]
+
+
+class MLP(nnx.Module):
+  """Dense layers with an activation after each (optionally not the last).
+
+  Args:
+    in_features: flattened input size.
+    hidden: sizes of the layers.
+    act: activation name.
+    final_act: apply the activation after the last layer too.
+    rngs: initialisation keys.
+  """
+
+  def __init__(self, in_features: int, hidden: Sequence[int], *, act: str = "relu",
+               final_act: bool = True, rngs: nnx.Rngs):
+    sizes = [in_features, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs)
+                            for a, b in zip(sizes[:-1], sizes[1:])])
+    self.act = act
+    self.final_act = final_act
+    self.out_features = sizes[-1]
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    del train
+    x = x.reshape(x.shape[0], -1)
+    fn = activation(self.act)
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if self.final_act or i < len(self.layers) - 1:
+        x = fn(x)
+    return x
+
+
+class CNN(nnx.Module):
+  """Conv blocks (conv 3x3 -> [batch norm] -> act -> 2x2 max-pool), then a dense layer.
+
+  Args:
+    input_shape: ``(H, W, C)`` of one example.
+    channels: output channels of each conv block.
+    features: size of the final dense representation.
+    kernel_size: convolution window.
+    batch_norm: add batch normalisation after each convolution.
+    act: activation name.
+    rngs: initialisation keys.
+  """
+
+  def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (16, 32),
+               features: int = 64, *, kernel_size: int = 3, batch_norm: bool = False,
+               act: str = "relu", rngs: nnx.Rngs):
+    h, w, c = input_shape
+    self.convs = nnx.List()
+    self.norms = nnx.List()
+    for out in channels:
+      self.convs.append(nnx.Conv(c, out, (kernel_size, kernel_size), rngs=rngs))
+      if batch_norm:
+        self.norms.append(nnx.BatchNorm(out, rngs=rngs))
+      c, h, w = out, h // 2, w // 2
+    if h < 1 or w < 1:
+      raise ValueError(f"CNN: input {tuple(input_shape)} is too small for "
+                       f"{len(channels)} pooling blocks.")
+    self.dense = nnx.Linear(h * w * c, features, rngs=rngs)
+    self.act = act
+    self.out_features = features
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    fn = activation(self.act)
+    for i, conv in enumerate(self.convs):
+      x = conv(x)
+      if len(self.norms):
+        x = self.norms[i](x, use_running_average=not train)
+      x = nnx.max_pool(fn(x), (2, 2), strides=(2, 2))
+    return fn(self.dense(x.reshape(x.shape[0], -1)))
+
+
+def build_trunk(config, input_shape: Sequence[int], *, rngs: nnx.Rngs) -> nnx.Module:
+  """A trunk from ``config.model.trunk``: ``kind`` in {'mlp', 'cnn'}."""
+  kind = config.get("kind", "mlp")
+  act = config.get("act", "relu")
+  if kind == "mlp":
+    in_features = 1
+    for d in input_shape:
+      in_features *= int(d)
+    return MLP(in_features, tuple(config.get("hidden", (256, 128))), act=act,
+               rngs=rngs)
+  if kind == "cnn":
+    if len(input_shape) != 3:
+      raise ValueError(f"A cnn trunk needs (H, W, C) inputs, got {tuple(input_shape)}.")
+    return CNN(input_shape, tuple(config.get("channels", (16, 32))),
+               int(config.get("features", 64)), kernel_size=int(config.get("kernel_size", 3)),
+               batch_norm=bool(config.get("batch_norm", False)), act=act, rngs=rngs)
+  raise ValueError(f"Unknown trunk kind {kind!r}; valid: ['cnn', 'mlp'].")

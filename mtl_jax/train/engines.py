@@ -1,0 +1,203 @@
+"""Per-task gradient engines: how the step obtains what the method needs.
+
+Every engine takes the forward function of one step and returns the update
+direction for each parameter group plus what the methods produced. Let
+``L(theta) = [L_1, ..., L_T]`` be the per-task losses, ``w`` the loss weights
+(:mod:`mtl_jax.weighting`) and ``J`` the Jacobian of ``w * L`` w.r.t. the
+shared parameters.
+
+* ``weighted`` (no aggregator, weighting without ``needs``): one forward, one
+  VJP with cotangent ``w``. Exactly the cost of the summed loss.
+* ``jacobian``: one forward, then all ``T`` VJPs as one vmapped program (the
+  rows of ``J`` for every parameter group at once), the Gramian ``J J^T``, and
+  the aggregator on ``J`` (or on the Gramian, if it provides ``weights``).
+* ``gramian``: memory-lean; never holds ``J``. Linearises once, forms the
+  Gramian column by column (``G e_s = J (J^T e_s)``, one VJP and one JVP per
+  task under ``lax.map``), solves for the aggregation weights ``a`` and takes
+  one more VJP with cotangent ``a * w``. Only for aggregators with ``weights``.
+* ``representation``: for models with one shared representation ``z`` (those
+  with ``encode``/``decode``): the Jacobian w.r.t. ``z`` (size ``T x B x D``
+  instead of ``T x P``), its Gramian, the aggregator's weights, then one VJP
+  through the trunk. MGDA on this engine is MGDA-UB (Sener & Koltun, 2018).
+
+Task-specific and cross-task groups always get the gradient of
+``sum_t w_t L_t``; the aggregator acts on the shared group only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.aggregation.base import Aggregator, combine, gramian
+from mtl_jax.weighting.base import Weighting
+
+ENGINES = ("weighted", "jacobian", "gramian", "representation")
+HEAD_GROUPS = ("tasks", "cross")
+
+
+class Method(NamedTuple):
+  """The static description of how a step weights and aggregates."""
+
+  weighting: Weighting
+  aggregator: Optional[Aggregator]
+  engine: str
+
+  @property
+  def needs_gramian(self) -> bool:
+    return self.engine != "weighted"
+
+
+class EngineOut(NamedTuple):
+  grads: dict               # {'shared', 'tasks', 'cross'} update direction
+  losses: jax.Array         # [T]
+  counts: jax.Array         # [T] labelled examples per task
+  rest: dict                # new non-parameter state
+  loss_weights: jax.Array   # [T]
+  agg_weights: Optional[jax.Array]  # [T] or None (not a weighted-sum method)
+  gramian: Optional[jax.Array]      # [T, T] of the unweighted task gradients
+  weighting_state: Any
+  aggregation_state: Any
+
+
+def resolve(weighting: Weighting, aggregator: Optional[Aggregator], engine: str,
+            *, has_representation: bool) -> Method:
+  """Checks the engine suits the methods and the model; picks a default.
+
+  ``engine='auto'`` selects ``weighted`` when nothing needs per-task
+  gradients and ``jacobian`` otherwise.
+  """
+  needs_grads = aggregator is not None or "gramian" in weighting.needs
+  if engine == "auto":
+    engine = "jacobian" if needs_grads else "weighted"
+  if engine not in ENGINES:
+    raise ValueError(f"Unknown engine {engine!r}; valid: {('auto',) + ENGINES}.")
+  if engine == "weighted" and needs_grads:
+    raise ValueError(
+        "engine 'weighted' computes no per-task gradients, but the method needs "
+        "them (an aggregator, or a weighting that needs the Gramian); use "
+        "'jacobian', 'gramian' or 'representation'.")
+  if engine in ("gramian", "representation") and aggregator is not None \
+      and aggregator.weights is None:
+    raise ValueError(
+        f"engine {engine!r} needs an aggregator whose update is a weighted sum of "
+        "task gradients (one with `weights`); this aggregator needs the full "
+        "Jacobian: use engine 'jacobian'.")
+  if engine == "representation" and not has_representation:
+    raise ValueError(
+        "engine 'representation' needs a model with a single shared "
+        "representation (encode/decode methods); this architecture has none: use "
+        "'jacobian' or 'gramian'.")
+  return Method(weighting, aggregator, engine)
+
+
+def _loss_weights(method: Method, losses, state, extras, gram):
+  kw = dict(extras, key=jax.random.fold_in(extras["key"], 0))
+  if "gramian" in method.weighting.needs:
+    kw["gramian"] = gram
+  weights, state = method.weighting.update(jax.lax.stop_gradient(losses), state, **kw)
+  return jax.lax.stop_gradient(weights.astype(losses.dtype)), state
+
+
+def _aggregation_weights(method: Method, weighted_gram, losses, state, extras):
+  """Aggregation weights ``a`` (ones without an aggregator)."""
+  if method.aggregator is None:
+    return jnp.ones_like(losses), state
+  kw = dict(extras, key=jax.random.fold_in(extras["key"], 1), losses=losses)
+  a, state = method.aggregator.weights(weighted_gram, state, **kw)
+  return jax.lax.stop_gradient(a.astype(losses.dtype)), state
+
+
+def _has_leaves(tree) -> bool:
+  return bool(jax.tree.leaves(tree))
+
+
+def _scale_rows(w, jac):
+  return jax.tree.map(lambda g: g * w.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype), jac)
+
+
+def weighted(forward, params, rest, batch, method, wstate, astate, extras) -> EngineOut:
+  losses, vjp, (counts, new_rest) = jax.vjp(
+      lambda p: forward(p, rest, batch), params, has_aux=True)
+  w, wstate = _loss_weights(method, losses, wstate, extras, None)
+  (grads,) = vjp(w)
+  return EngineOut(grads, losses, counts, new_rest, w, None, None, wstate, astate)
+
+
+def jacobian(forward, params, rest, batch, method, wstate, astate, extras) -> EngineOut:
+  losses, vjp, (counts, new_rest) = jax.vjp(
+      lambda p: forward(p, rest, batch), params, has_aux=True)
+  eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
+  jac = jax.vmap(lambda c: vjp(c)[0])(eye)
+  shared_jac = jac["shared"]
+  has_shared = _has_leaves(shared_jac)
+  gram = gramian(shared_jac) if has_shared else jnp.zeros_like(eye)
+  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  agg = method.aggregator
+  a = None
+  if not has_shared:
+    shared_dir = shared_jac
+  elif agg is None:
+    shared_dir = combine(w, shared_jac)
+    a = jnp.ones_like(w)
+  elif agg.weights is not None:
+    a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
+                                     astate, extras)
+    shared_dir = combine(a * w, shared_jac)
+  else:
+    kw = dict(extras, key=jax.random.fold_in(extras["key"], 1), losses=losses)
+    shared_dir, astate = agg.update(_scale_rows(w, shared_jac), astate, **kw)
+  grads = {"shared": shared_dir,
+           **{g: combine(w, jac[g]) for g in HEAD_GROUPS if g in jac}}
+  return EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
+
+
+def gramian_engine(forward, params, rest, batch, method, wstate, astate,
+                   extras) -> EngineOut:
+  losses, f_jvp, (counts, new_rest) = jax.linearize(
+      lambda p: forward(p, rest, batch), params, has_aux=True)
+  f_vjp = jax.linear_transpose(f_jvp, params)
+
+  def gram_column(e):
+    v = f_vjp(e)[0]
+    v = {g: (sub if g == "shared" else jax.tree.map(jnp.zeros_like, sub))
+         for g, sub in v.items()}
+    return f_jvp(v)
+
+  eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
+  gram = jax.lax.map(gram_column, eye)
+  gram = 0.5 * (gram + gram.T)
+  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
+                                   astate, extras)
+  shared_dir = f_vjp(a * w)[0]["shared"]
+  heads = f_vjp(w)[0]
+  grads = {"shared": shared_dir, **{g: heads[g] for g in HEAD_GROUPS if g in heads}}
+  return EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
+
+
+def representation(encode, decode, params, rest, batch, method, wstate, astate,
+                   extras) -> EngineOut:
+  heads = {g: params[g] for g in HEAD_GROUPS if g in params}
+  z, vjp_encode, new_rest = jax.vjp(
+      lambda s: encode(s, params, rest, batch), params["shared"], has_aux=True)
+  losses, vjp_decode, counts = jax.vjp(
+      lambda z_, h: decode(z_, h, params, new_rest, batch), z, heads, has_aux=True)
+  eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
+  jac_z, jac_heads = jax.vmap(vjp_decode)(eye)
+  gram = gramian(jac_z)
+  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
+                                   astate, extras)
+  (shared_dir,) = vjp_encode(combine(a * w, jac_z))
+  grads = {"shared": shared_dir, **{g: combine(w, jac_heads[g]) for g in jac_heads}}
+  return EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
+
+
+FULL_FORWARD_ENGINES: dict[str, Callable[..., EngineOut]] = {
+    "weighted": weighted,
+    "jacobian": jacobian,
+    "gramian": gramian_engine,
+}

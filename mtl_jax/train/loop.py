@@ -1,0 +1,201 @@
+"""The training loop: config -> data, model, method -> compiled step -> run.
+
+``train(config)`` is what ``mtl-jax train`` runs. It builds everything from
+the config, creates the state under ``jit`` (shapes first with
+``jax.eval_shape``), compiles the step once with the state donated, resumes
+from the latest checkpoint when asked, logs JSON lines, shows a progress bar
+and evaluates on the validation/test splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from mtl_jax import aggregation, data, models, tasks as tasks_lib, weighting
+from mtl_jax.losses import metrics as metrics_lib
+from mtl_jax.train import engines, logger, optimizer, state as state_lib
+from mtl_jax.train.checkpoint import Checkpointer, meta_for
+from mtl_jax.train.step import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything static about a run, built from its config."""
+
+  config: Any
+  tasks: tuple
+  partition: models.Partition
+  method: engines.Method
+  tx: Any
+  input_shape: tuple
+
+
+@dataclasses.dataclass
+class RunResult:
+  state: state_lib.TrainState
+  evaluation: dict          # split -> {task: {metric: value}}
+  eval_losses: dict         # split -> {task: mean loss}
+  steps_per_second: float
+  compilations: int         # times the train step was compiled (1 expected)
+  workdir: str
+
+
+def build_method(method_config, *, has_representation: bool) -> engines.Method:
+  """Weighting, aggregator and engine from ``config.method``."""
+  w = weighting.get(method_config.get("weighting", "equal"),
+                    **dict(method_config.get("weighting_kwargs", None) or {}))
+  name = method_config.get("aggregation", "none") or "none"
+  agg = None if name == "none" else aggregation.get(
+      name, **dict(method_config.get("aggregation_kwargs", None) or {}))
+  return engines.resolve(w, agg, method_config.get("engine", "auto"),
+                         has_representation=has_representation)
+
+
+def setup(config) -> Setup:
+  """Parses and validates a config into a :class:`Setup`."""
+  tasks = tasks_lib.from_config(config.tasks)
+  data.validate_tasks(config.data, tasks)
+  input_shape = tuple(data.input_shape(config.data))
+  model = models.build(config.model, tasks, input_shape, seed=int(config.seed))
+  part = models.partition(model)
+  method = build_method(config.method, has_representation=hasattr(model, "encode"))
+  tx = optimizer.build(config.optimizer, int(config.train.num_steps))
+  return Setup(config, tasks, part, method, tx, input_shape)
+
+
+def init_state(s: Setup) -> state_lib.TrainState:
+  """The initial state, created under jit."""
+  params = models.params_of(s.partition)
+  create = lambda p, r: state_lib.create(p, r, s.tx, s.method, len(s.tasks),
+                                         int(s.config.seed))
+  return jax.jit(create)(params, s.partition.rest)
+
+
+def _check_train_config(train_config) -> None:
+  for key in ("num_steps", "batch_size"):
+    value = train_config.get(key)
+    if not isinstance(value, int) or value <= 0:
+      raise ValueError(f"train.{key} must be a positive integer, got {value!r}.")
+  if train_config.get("nonfinite", "skip") not in ("skip", "halt"):
+    raise ValueError("train.nonfinite must be 'skip' or 'halt', got "
+                     f"{train_config.get('nonfinite')!r}.")
+
+
+def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
+  if batch_size % jax.process_count():
+    raise ValueError(f"batch size {batch_size} is not divisible by the process "
+                     f"count {jax.process_count()}.")
+  return data.build(
+      config.data, split, batch_size=batch_size // jax.process_count(),
+      seed=int(config.seed), shuffle=train, drop_remainder=train,
+      num_epochs=None if train else 1, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
+def evaluate(s: Setup, eval_step, state, split: str) -> tuple[dict, dict]:
+  """Per-task metrics and mean losses of ``state`` on a whole split."""
+  total = None
+  batch_size = int(s.config.train.get("eval_batch_size", 256))
+  for batch in _batch_iterator(s.config, split, batch_size=batch_size, train=False):
+    out = eval_step(state.params, state.rest, batch)
+    total = out if total is None else jax.tree.map(np.add, total, out)
+  total = jax.device_get(total)
+  values = metrics_lib.compute_all(s.tasks, total["stats"])
+  counts = np.maximum(np.asarray(total["counts"]), 1)
+  losses = {t.name: float(total["loss_sum"][i] / counts[i]) for i, t in enumerate(s.tasks)}
+  return values, losses
+
+
+class NonFiniteHalt(RuntimeError):
+  """Raised after ``train.max_nonfinite`` consecutive non-finite updates."""
+
+
+def train(config, *, workdir: Optional[str] = None, resume: bool = False,
+          progress: Optional[bool] = None,
+          eval_splits: tuple[str, ...] = ("test",)) -> RunResult:
+  """Trains ``config`` and evaluates the final state on ``eval_splits``.
+
+  Args:
+    config: a ConfigDict as returned by a ``configs/*.py`` ``get_config``.
+    workdir: run directory (metrics, checkpoints); default ``config.workdir``.
+    resume: continue from the latest checkpoint in ``workdir`` if any.
+    progress: show a progress bar (default: only on a terminal).
+    eval_splits: splits evaluated at the end (and every ``train.eval_every``
+      steps on ``validation``).
+  """
+  _check_train_config(config.train)
+  workdir = workdir or config.workdir
+  s = setup(config)
+  tc = config.train
+  num_steps = int(tc.num_steps)
+  state = init_state(s)
+  train_iter = _batch_iterator(config, "train", batch_size=int(tc.batch_size), train=True)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                      every=int(tc.get("checkpoint_every", 0)),
+                      max_to_keep=int(tc.get("max_to_keep", 3)))
+  meta = meta_for(s.tasks, config)
+  writer = logger.JsonlWriter(workdir, enabled=jax.process_index() == 0)
+  if resume and ckpt.latest_step() is not None:
+    state, data_state, start = ckpt.restore(jax.eval_shape(lambda: state), meta)
+    train_iter.set_state(data_state)
+    logger.truncate_after(writer.path, start)
+  step_fn = jax.jit(make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx),
+                    donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(s.partition.graphdef, s.tasks))
+  state, steps_per_second = _run(s, state, step_fn, eval_step, train_iter, ckpt,
+                                 meta, writer, progress)
+  ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
+  ckpt.close()
+  evaluation, eval_losses = {}, {}
+  for split in eval_splits:
+    evaluation[split], eval_losses[split] = evaluate(s, eval_step, state, split)
+    writer.write(num_steps, split, logger.flatten_eval(evaluation[split], eval_losses[split]))
+  return RunResult(state, evaluation, eval_losses, steps_per_second,
+                   step_fn._cache_size(), workdir)
+
+
+def _run(s, state, step_fn, eval_step, train_iter, ckpt, meta, writer, progress):
+  """The step loop; returns the final state and steps/s after compilation."""
+  tc = s.config.train
+  num_steps, log_every = int(tc.num_steps), max(int(tc.get("log_every", 50)), 1)
+  eval_every = int(tc.get("eval_every", 0))
+  halt_after = int(tc.get("max_nonfinite", 0)) if tc.get("nonfinite", "skip") == "halt" else 0
+  start = int(state.step)
+  bar = tqdm(total=num_steps, initial=start, disable=(None if progress is None else not progress),
+             desc=s.config.get("name", "train"), unit="step", dynamic_ncols=True)
+  t0, timed_from = time.perf_counter(), start
+  for step in range(start + 1, num_steps + 1):
+    state, metrics = step_fn(state, next(train_iter))
+    if step == start + 1:  # exclude compilation from the throughput
+      jax.block_until_ready(state)
+      t0, timed_from = time.perf_counter(), step
+    if step % log_every == 0 or step == num_steps:
+      record = logger.flatten_train(s.tasks, jax.device_get(metrics))
+      writer.write(step, "train", record)
+      bar.set_postfix({t.name: f"{record[f'loss/{t.name}']:.3g}"
+                       if isinstance(record[f"loss/{t.name}"], float) else "nan"
+                       for t in s.tasks}, refresh=False)
+    if halt_after and int(state.nonfinite_streak) >= halt_after:
+      ckpt.save(step, state, train_iter.get_state(), meta, force=True)
+      ckpt.close()
+      raise NonFiniteHalt(
+          f"Halting at step {step}: {halt_after} consecutive updates had non-finite "
+          f"losses or gradients (see {writer.path}).")
+    if ckpt.should_save(step):
+      ckpt.save(step, state, train_iter.get_state(), meta)
+    if eval_every and step % eval_every == 0 and step < num_steps:
+      values, losses = evaluate(s, eval_step, state, "validation")
+      writer.write(step, "validation", logger.flatten_eval(values, losses))
+    bar.update(1)
+  jax.block_until_ready(state)
+  bar.close()
+  timed = num_steps - timed_from
+  elapsed = time.perf_counter() - t0
+  return state, (timed / elapsed if timed > 0 and elapsed > 0 else float("nan"))

@@ -1,0 +1,74 @@
+"""The optimizer: optax, partitioned over the shared and task groups.
+
+``config.optimizer`` fields: ``name`` (adam, adamw, sgd, momentum, rmsprop),
+``learning_rate``, ``task_learning_rate`` (defaults to ``learning_rate``; used
+for the ``tasks`` and ``cross`` groups), ``weight_decay`` (adamw), ``momentum``
+(sgd / momentum), ``schedule`` (constant, cosine, warmup_cosine),
+``warmup_steps``, ``clip_norm`` (0 = off, global norm over all parameters).
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
+_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+
+
+def _schedule(config, lr: float, total_steps: int):
+  kind = config.get("schedule", "constant")
+  if kind == "constant":
+    return lr
+  if kind == "cosine":
+    return optax.cosine_decay_schedule(lr, max(total_steps, 1))
+  if kind == "warmup_cosine":
+    warmup = int(config.get("warmup_steps", 0))
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
+  raise ValueError(f"Unknown optimizer.schedule {kind!r}; valid: {list(_SCHEDULES)}.")
+
+
+def _base(config, lr) -> optax.GradientTransformation:
+  name = config.get("name", "adam")
+  if name == "adam":
+    return optax.adam(lr)
+  if name == "adamw":
+    return optax.adamw(lr, weight_decay=float(config.get("weight_decay", 1e-4)))
+  if name == "sgd":
+    return optax.sgd(lr)
+  if name == "momentum":
+    return optax.sgd(lr, momentum=float(config.get("momentum", 0.9)))
+  if name == "rmsprop":
+    return optax.rmsprop(lr)
+  raise ValueError(f"Unknown optimizer.name {name!r}; valid: {list(_OPTIMIZERS)}.")
+
+
+def _positive(config, key: str, default=None) -> float:
+  value = config.get(key, default)
+  if value is None:
+    value = default
+  if not (isinstance(value, (int, float)) and value > 0):
+    raise ValueError(f"optimizer.{key} must be a positive number, got {value!r}.")
+  return float(value)
+
+
+def group_labels(params: dict) -> dict:
+  """Labels every leaf: 'shared' under ``shared``, 'tasks' under the others."""
+  return {group: jax.tree.map(lambda _, g=group: "shared" if g == "shared" else "tasks",
+                              subtree)
+          for group, subtree in params.items()}
+
+
+def build(config, total_steps: int) -> optax.GradientTransformation:
+  """The optax transformation for ``{'shared', 'tasks', 'cross'}`` params."""
+  lr = _positive(config, "learning_rate")
+  task_lr = _positive(config, "task_learning_rate", lr)
+  tx = optax.partition(
+      {"shared": _base(config, _schedule(config, lr, total_steps)),
+       "tasks": _base(config, _schedule(config, task_lr, total_steps))},
+      group_labels)
+  clip = float(config.get("clip_norm", 0.0) or 0.0)
+  if clip < 0:
+    raise ValueError(f"optimizer.clip_norm must be >= 0, got {clip!r}.")
+  return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+

@@ -1,0 +1,51 @@
+"""The train state: everything a run needs to continue bit-exactly."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class TrainState(NamedTuple):
+  """One pytree holding all mutable training state.
+
+  Attributes:
+    step: int32 ``[]``, number of updates taken (skipped ones included).
+    params: ``{'shared', 'tasks', 'cross'}`` trainable parameters.
+    rest: non-parameter model state (batch statistics).
+    opt_state: optax state, partitioned like ``params``.
+    weighting_state: the loss-weighting method's state.
+    aggregation_state: the aggregator's state (``()`` without one).
+    key: uint32 ``[2]`` run key; step ``s`` uses ``fold_in(key, s)``.
+    nonfinite_streak: int32 ``[]`` consecutive skipped (non-finite) updates.
+    nonfinite_total: int32 ``[]`` skipped updates in the whole run.
+  """
+
+  step: jax.Array
+  params: dict
+  rest: dict
+  opt_state: Any
+  weighting_state: Any
+  aggregation_state: Any
+  key: jax.Array
+  nonfinite_streak: jax.Array
+  nonfinite_total: jax.Array
+
+
+def create(params: dict, rest: dict, tx, method, num_tasks: int, seed: int) -> TrainState:
+  """A fresh state; call under ``jax.jit`` (or ``eval_shape``) to place it."""
+  agg = method.aggregator
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(
+      step=zero,
+      params=params,
+      rest=rest,
+      opt_state=tx.init(params),
+      weighting_state=method.weighting.init(num_tasks),
+      aggregation_state=agg.init(num_tasks, params["shared"]) if agg else (),
+      key=jax.random.PRNGKey(seed),
+      nonfinite_streak=zero,
+      nonfinite_total=zero,
+  )

@@ -1,0 +1,99 @@
+"""The train step: compiled once, engines agree, empty and non-finite batches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtl_jax.train import engines
+from mtl_jax.train.step import make_forward, make_train_step
+from tests.train import helpers as h
+
+
+def _run(steps=3, **kw):
+  p, method, tx, state = h.setup(**kw)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx), donate_argnums=0)
+  history = []
+  for i in range(steps):
+    state, metrics = step(state, h.batch(i))
+    history.append(jax.device_get(metrics))
+  return state, history, step
+
+
+def test_step_compiles_once_and_loss_falls():
+  state, history, step = _run(steps=30)
+  assert step._cache_size() == 1
+  assert int(state.step) == 30
+  first, last = history[0]["losses"].sum(), history[-1]["losses"].sum()
+  assert np.isfinite(last) and last < first
+
+
+@pytest.mark.parametrize("engine", ["jacobian", "gramian", "representation"])
+def test_gradient_engines_match_weighted_sum(engine):
+  """Mean aggregation on any engine = SGD on the summed loss, shared grad halved."""
+  p, method, tx, state = h.setup(aggregator=h.MEAN, engine=engine, trunk="cnn",
+                                 batch_norm=True)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  new_state, metrics = step(state, h.batch(0))
+  reference = engines.weighted(
+      make_forward(p.graphdef, h.TASKS), state.params, state.rest, h.batch(0),
+      engines.resolve(h.EQUAL, None, "weighted", has_representation=True), (), (),
+      dict(step=0, key=jax.random.PRNGKey(0))).grads
+  lr = 1e-2
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda new, w, g: close(new, w - lr * 0.5 * g),
+               new_state.params["shared"], state.params["shared"], reference["shared"])
+  jax.tree.map(lambda new, w, g: close(new, w - lr * g),
+               new_state.params["tasks"], state.params["tasks"], reference["tasks"])
+  np.testing.assert_allclose(metrics["agg_weights"], [0.5, 0.5])
+  gram = np.asarray(metrics["gramian"], np.float64)
+  np.testing.assert_allclose(gram, gram.T, rtol=1e-5)
+  assert np.all(np.linalg.eigvalsh(gram) > -1e-4 * np.trace(gram))
+
+
+def test_jacobian_and_gramian_engines_give_the_same_gramian():
+  grams = {}
+  for engine in ("jacobian", "gramian"):
+    p, method, tx, state = h.setup(aggregator=h.MEAN, engine=engine)
+    step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+    grams[engine] = step(state, h.batch(0))[1]["gramian"]
+  np.testing.assert_allclose(grams["jacobian"], grams["gramian"], rtol=1e-5)
+
+
+def test_empty_task_reports_zero_loss_and_count():
+  p, method, tx, state = h.setup()
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  b = h.batch(0, reg_mask=np.zeros(8, bool))
+  b["targets"]["reg"][:] = np.nan
+  new_state, metrics = step(state, b)
+  assert metrics["losses"][1] == 0.0 and metrics["counts"][1] == 0
+  assert not bool(metrics["skipped"])
+  # The regression head got no gradient at all.
+  jax.tree.map(np.testing.assert_array_equal, new_state.params["tasks"]["reg"],
+               state.params["tasks"]["reg"])
+
+
+def test_non_finite_update_is_skipped_and_counted():
+  p, method, tx, state = h.setup()
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  b = h.batch(0)
+  b["inputs"][0, 0, 0, 0] = np.nan
+  new_state, metrics = step(state, b)
+  assert bool(metrics["skipped"])
+  assert int(new_state.step) == 1
+  assert int(new_state.nonfinite_streak) == 1 and int(new_state.nonfinite_total) == 1
+  jax.tree.map(np.testing.assert_array_equal, new_state.params, state.params)
+  good_state, _ = step(new_state, h.batch(1))
+  assert int(good_state.nonfinite_streak) == 0 and int(good_state.nonfinite_total) == 1
+
+
+def test_engine_errors_are_clear():
+  no_weights = h.MEAN._replace(weights=None)
+  with pytest.raises(ValueError, match="needs the full Jacobian"):
+    engines.resolve(h.EQUAL, no_weights, "gramian", has_representation=True)
+  with pytest.raises(ValueError, match="single shared representation"):
+    engines.resolve(h.EQUAL, h.MEAN, "representation", has_representation=False)
+  with pytest.raises(ValueError, match="computes no per-task gradients"):
+    engines.resolve(h.EQUAL, h.MEAN, "weighted", has_representation=True)
+  with pytest.raises(ValueError, match="Unknown engine"):
+    engines.resolve(h.EQUAL, None, "jacobean", has_representation=True)
