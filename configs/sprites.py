@@ -12,7 +12,7 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   c.name = "sprites"
   c.seed = 0
   c.workdir = "runs/sprites"
-  c.data = dict(name="sprites", data_dir=None, image_size=32,
+  c.data = dict(name="sprites", data_dir=ml_collections.config_dict.placeholder(str), image_size=32,
                 num_train=8000, num_validation=1000, num_test=2000)
   c.tasks = {
       "shape": dict(kind="multiclass", num_classes=3, metrics=("accuracy",)),
@@ -30,7 +30,7 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))
   c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
                   aggregation_kwargs={}, engine="auto")
-  c.optimizer = dict(name="adam", learning_rate=2e-3, task_learning_rate=None,
+  c.optimizer = dict(name="adam", learning_rate=2e-3, task_learning_rate=ml_collections.config_dict.placeholder(float),
                      schedule="constant", warmup_steps=0, weight_decay=0.0,
                      clip_norm=0.0)
   c.train = dict(num_steps=1500, batch_size=64, eval_batch_size=500, log_every=50,

@@ -85,10 +85,13 @@ def main(argv=None) -> int:
     print(_usage(), file=sys.stderr)
     return 2
   command = argv.pop(1)
+  # config_flags reads its --config.* overrides from sys.argv at parse time.
+  sys.argv = argv
   try:
     rest = flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"mtl-jax {command}: {e}", file=sys.stderr)
+  except (flags.Error, KeyError, AttributeError, ValueError) as e:
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"mtl-jax {command}: {message}", file=sys.stderr)
     return 2
   if len(rest) > 1:
     print(f"mtl-jax {command}: unexpected arguments {rest[1:]}", file=sys.stderr)

@@ -1,0 +1,187 @@
+"""Datasets and the input pipeline: ``config.data`` -> batches.
+
+A batch is a dict of numpy arrays::
+
+  {"inputs": float32 [B, *input_shape],          # images scaled to [0, 1]
+   "targets": {task: int32 [B] (multiclass) | float32 [B] or [B, d]},
+   "mask": {task: bool [B]}}                     # False on padding rows
+
+``config`` is the ``config.data`` section: ``name`` (a dataset below),
+``data_dir`` (None: ``$MTL_JAX_DATA_DIR``, else
+``~/.cache/mtl_jax/tensorflow_datasets``), ``tasks`` (optional subset of the
+dataset's task names to keep), ``num_threads`` and ``prefetch`` (grain read
+options, default 2 and 4 batches), ``in_memory`` (read each split into memory
+once per process; default True for the embedded datasets) and the dataset's
+builder options (e.g. ``image_size`` for ``sprites``). The embedded datasets
+are generated on first use under ``data_dir`` and reused afterwards; each set
+of options has its own directory.
+
+Datasets: ``sprites`` (dSprites-style shapes, :mod:`mtl_jax.data.sprites`),
+``mmoe_synthetic`` (:mod:`mtl_jax.data.mmoe_synthetic`), ``multi_digits``
+(MultiMNIST recipe on scikit-learn's digits, :mod:`mtl_jax.data.multi_digits`).
+The 2-task toy problem and the Pareto-MTL problem are functions, not datasets:
+:mod:`mtl_jax.data.toy`, :mod:`mtl_jax.data.pareto_mtl`.
+
+Example::
+
+  it = data.build(config.data, "train", batch_size=128, seed=0, shuffle=True,
+                  drop_remainder=True)
+  batch = next(it)
+  state = it.get_state()   # JSON-serialisable; it.set_state(state) resumes
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence
+
+import grain
+
+from mtl_jax.data import base, checks, pipeline
+from mtl_jax.data.base import DatasetSpec
+from mtl_jax.data.pipeline import BatchIterator
+
+_BUILTIN = {
+    "sprites": "sprites",
+    "mmoe_synthetic": "mmoe_synthetic",
+    "multi_digits": "multi_digits",
+}
+_REGISTERED: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> None:
+  """Adds a dataset (e.g. a user's own) under ``spec.name``."""
+  _REGISTERED[spec.name] = spec
+
+
+def names() -> tuple[str, ...]:
+  """The names of all datasets."""
+  return tuple(sorted(set(_BUILTIN) | set(_REGISTERED)))
+
+
+def get_spec(name: str) -> DatasetSpec:
+  """The :class:`DatasetSpec` of dataset ``name``."""
+  if name in _REGISTERED:
+    return _REGISTERED[name]
+  if name not in _BUILTIN:
+    raise ValueError(f"Unknown dataset {name!r}; valid datasets: {list(names())}.")
+  return importlib.import_module(f"{__name__}.{_BUILTIN[name]}").DATASET
+
+
+def _spec_and_options(config: Any) -> tuple[DatasetSpec, dict[str, Any]]:
+  name = base.as_dict(config).get("name")
+  if not name:
+    raise ValueError(f"config.data.name is not set; valid datasets: {list(names())}.")
+  spec = get_spec(name)
+  return spec, base.resolve_options(spec, config)
+
+
+def dataset_tasks(config: Any) -> dict[str, dict]:
+  """The dataset's natural tasks: ``{task: declaration}`` as in ``config.tasks``."""
+  spec, options = _spec_and_options(config)
+  return {k: dict(v) for k, v in spec.tasks(options).items()}
+
+
+def input_shape(config: Any) -> tuple[int, ...]:
+  """The per-example input shape, e.g. ``(64, 64, 1)``."""
+  spec, options = _spec_and_options(config)
+  return tuple(spec.input_shape(options))
+
+
+def _records(config: Any, split: str) -> Sequence:
+  spec, options = _spec_and_options(config)
+  in_memory = base.as_dict(config).get("in_memory")
+  in_memory = spec.in_memory if in_memory is None else bool(in_memory)
+  return base.load(spec, options, split, base.data_dir(config), in_memory)
+
+
+def num_examples(config: Any, split: str) -> int:
+  """The number of examples of ``split`` (generating the data if needed)."""
+  return len(_records(config, split))
+
+
+def validate_tasks(config: Any, tasks: Sequence[Any]) -> None:
+  """Checks the trainer's :class:`mtl_jax.tasks.Task` objects against the data.
+
+  A config may use a subset of the dataset's tasks; ``config.tasks`` (the
+  data section's subset), when set, must name the same tasks.
+
+  Raises:
+    ValueError: a task the dataset lacks, or ``config.tasks`` naming other
+      tasks (listing both sets); a task whose kind, num_classes, num_labels or
+      dim differs from the dataset's.
+  """
+  spec, options = _spec_and_options(config)
+  natural = spec.tasks(options)
+  checks.check_declarations(tasks, natural, spec.name)
+  selected = checks.task_names(base.as_dict(config).get("tasks"))
+  declared = tuple(sorted(t.name for t in tasks))
+  if selected is not None and selected != declared:
+    raise ValueError(f"config.data.tasks {list(selected)} differs from the "
+                     f"declared tasks {list(declared)}.")
+
+
+def _setting(config: Any, key: str, default: int) -> int:
+  value = base.as_dict(config).get(key)
+  return default if value is None else int(value)
+
+
+def _fingerprint(spec, options, split, **pipeline_args) -> dict[str, Any]:
+  return {"dataset": spec.name, "options": options, "split": split,
+          **pipeline_args}
+
+
+def build(config: Any, split: str, *, batch_size: int, seed: int, shuffle: bool,
+          drop_remainder: bool, num_epochs: int | None = None,
+          process_index: int = 0, process_count: int = 1) -> BatchIterator:
+  """An iterator of this process's batches of ``split``.
+
+  Args:
+    config: the ``config.data`` section (see the module docstring).
+    split: ``train``, ``validation`` or ``test``.
+    batch_size: rows per batch on this process (the global batch is
+      ``batch_size * process_count``).
+    seed: shuffle seed; the same on every process. Each epoch is shuffled
+      differently.
+    shuffle: whether to shuffle.
+    drop_remainder: drop the final partial global batch (training); if False,
+      pad it with rows whose masks are all False (evaluation).
+    num_epochs: passes over the split; None repeats forever.
+    process_index: this process's index.
+    process_count: the number of processes, each getting a disjoint slice of
+      every global batch.
+
+  Returns:
+    A :class:`BatchIterator` with ``get_state`` / ``set_state``.
+
+  Raises:
+    ValueError / TypeError: unknown dataset, option, split or task; records
+      whose labels are out of range or whose dtype or shape is wrong (checked
+      on the first batch here, and on every batch as it is made).
+  """
+  spec, options = _spec_and_options(config)
+  natural = spec.tasks(options)
+  keep = checks.selected_tasks(base.as_dict(config).get("tasks"), natural,
+                               spec.name)
+  records = _records(config, split)
+  collate = pipeline.Collate(records, {k: natural[k] for k in keep},
+                             spec.input_feature, spec.input_shape(options))
+  collate(range(min(batch_size, len(records))))  # Fail early on bad records.
+  dataset = pipeline.batches(
+      collate, batch_size=batch_size, seed=seed, shuffle=shuffle,
+      drop_remainder=drop_remainder, num_epochs=num_epochs,
+      process_index=process_index, process_count=process_count)
+  read_options = grain.ReadOptions(
+      num_threads=_setting(config, "num_threads", 2),
+      prefetch_buffer_size=_setting(config, "prefetch", 4))
+  fingerprint = _fingerprint(
+      spec, options, split, tasks=list(keep), batch_size=batch_size,
+      seed=int(seed), shuffle=bool(shuffle), drop_remainder=drop_remainder,
+      num_epochs=num_epochs, process_index=process_index,
+      process_count=process_count)
+  return BatchIterator(dataset, collate, fingerprint, read_options,
+                       batch_size=batch_size, repeats_forever=num_epochs is None)
+
+
+__all__ = ["BatchIterator", "DatasetSpec", "build", "dataset_tasks", "get_spec",
+           "input_shape", "names", "num_examples", "register", "validate_tasks"]

@@ -63,7 +63,7 @@ def partition(model: nnx.Module) -> Partition:
   filters = [nnx.All(nnx.Param, _under(g)) for g in GROUPS]
   graphdef, shared, tasks, cross, loose, rest = nnx.split(
       model, *filters, nnx.Param, ...)
-  loose = loose.to_pure_dict()
+  loose = nnx.to_pure_dict(loose)
   if jax.tree.leaves(loose):
     paths = [
         "/".join(str(getattr(k, "key", k)) for k in path)
@@ -73,8 +73,8 @@ def partition(model: nnx.Module) -> Partition:
         f"{type(model).__name__} has parameters outside the shared/tasks/cross "
         f"groups: {paths}. Move them under one of {GROUPS}.")
   shared, tasks, cross = (
-      s.to_pure_dict().get(g, {}) for s, g in zip((shared, tasks, cross), GROUPS))
-  return Partition(graphdef, shared, tasks, cross, rest.to_pure_dict())
+      nnx.to_pure_dict(s).get(g, {}) for s, g in zip((shared, tasks, cross), GROUPS))
+  return Partition(graphdef, shared, tasks, cross, nnx.to_pure_dict(rest))
 
 
 def merge(graphdef: Any, params: dict, rest: dict) -> nnx.Module:

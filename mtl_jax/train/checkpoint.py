@@ -37,7 +37,12 @@ class Checkpointer:
 
   def save(self, step: int, state, data_state: dict, meta: dict, *,
            force: bool = False) -> bool:
-    """Starts saving ``state`` at ``step``; returns whether it saved."""
+    """Starts saving ``state`` at ``step``; returns whether it saved.
+
+    A step that is already saved is left as it is.
+    """
+    if step in self._manager.all_steps():
+      return False
     return self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_state),

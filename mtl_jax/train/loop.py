@@ -92,8 +92,10 @@ def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
   if batch_size % jax.process_count():
     raise ValueError(f"batch size {batch_size} is not divisible by the process "
                      f"count {jax.process_count()}.")
+  # Ask the pipeline for the configured tasks only (a subset of the dataset's).
+  data_config = dict(config.data.to_dict(), tasks=sorted(config.tasks))
   return data.build(
-      config.data, split, batch_size=batch_size // jax.process_count(),
+      data_config, split, batch_size=batch_size // jax.process_count(),
       seed=int(config.seed), shuffle=train, drop_remainder=train,
       num_epochs=None if train else 1, process_index=jax.process_index(),
       process_count=jax.process_count())
@@ -149,10 +151,12 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
   step_fn = jax.jit(make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx),
                     donate_argnums=0)
   eval_step = jax.jit(make_eval_step(s.partition.graphdef, s.tasks))
-  state, steps_per_second = _run(s, state, step_fn, eval_step, train_iter, ckpt,
-                                 meta, writer, progress)
-  ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
-  ckpt.close()
+  try:
+    state, steps_per_second = _run(s, state, step_fn, eval_step, train_iter, ckpt,
+                                   meta, writer, progress)
+    ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
+  finally:
+    ckpt.close()  # waits for pending asynchronous saves, also on errors
   evaluation, eval_losses = {}, {}
   for split in eval_splits:
     evaluation[split], eval_losses[split] = evaluate(s, eval_step, state, split)
@@ -184,7 +188,6 @@ def _run(s, state, step_fn, eval_step, train_iter, ckpt, meta, writer, progress)
                        for t in s.tasks}, refresh=False)
     if halt_after and int(state.nonfinite_streak) >= halt_after:
       ckpt.save(step, state, train_iter.get_state(), meta, force=True)
-      ckpt.close()
       raise NonFiniteHalt(
           f"Halting at step {step}: {halt_after} consecutive updates had non-finite "
           f"losses or gradients (see {writer.path}).")

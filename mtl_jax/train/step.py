@@ -30,7 +30,7 @@ from mtl_jax.train.state import TrainState
 
 
 def _rest_of(model) -> dict:
-  return nnx.state(model, nnx.Not(nnx.Param)).to_pure_dict()
+  return nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
 
 def make_forward(graphdef, tasks: Sequence[Task], *, train: bool = True):

@@ -36,7 +36,7 @@ def test_partition_is_exhaustive_and_disjoint(arch, trunk):
   p = models.partition(model)
   groups = {"shared": p.shared, "tasks": p.tasks, "cross": p.cross}
   paths = [_leaf_paths(tree, (g,)) for g, tree in groups.items()]
-  all_params = _leaf_paths(nnx.state(model, nnx.Param).to_pure_dict())
+  all_params = _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   claimed = set().union(*paths)
   assert sum(len(x) for x in paths) == len(claimed), "groups overlap"
   assert claimed == all_params, "some parameter is in no group"

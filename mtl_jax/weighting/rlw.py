@@ -1,0 +1,78 @@
+"""Random loss weighting (RLW)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.weighting import base
+
+_DISTRIBUTIONS = ("normal", "dirichlet")
+
+
+def rlw(distribution: str = "normal", concentration: float = 1.0
+       ) -> base.Weighting:
+  """Random loss weighting: fresh random weights at every step.
+
+  At each update the weights are drawn from ``key`` (the trainer passes
+  ``fold_in(seed_key, step)``, so they are reproducible and survive a
+  restart), independently of the losses::
+
+    normal:     z ~ N(0, I_K),              w = K softmax(z)
+    dirichlet:  p ~ Dir(concentration 1_K), w = K p
+
+  Both give weights that sum to ``K`` (the scale of equal weighting) and have
+  mean 1 for every task. The normal/softmax variant is the paper's default.
+
+  Args:
+    distribution: ``"normal"`` or ``"dirichlet"``.
+    concentration: Dirichlet concentration (> 0); larger values give weights
+      closer to 1. Ignored for ``"normal"``.
+
+  Returns:
+    A stateless :class:`~mtl_jax.weighting.base.Weighting`; ``update``
+    requires ``key``.
+
+  Raises:
+    ValueError: for an unknown ``distribution`` or ``concentration <= 0``.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> method = rlw()
+    >>> state = method.init(3)
+    >>> weights, state = method.update(
+    ...     jnp.ones(3), state, key=jax.random.key(0))
+    >>> round(float(weights.sum()), 4)
+    3.0
+
+  References:
+    B. Lin, F. Ye, Y. Zhang, I. W. Tsang. "Reasonable Effectiveness of Random
+    Weighting: A Litmus Test for Multi-Task Learning". TMLR 2022.
+    arXiv:2111.10603.
+  """
+  if distribution not in _DISTRIBUTIONS:
+    raise ValueError(
+        f"Hyperparameter 'distribution' must be one of {_DISTRIBUTIONS}, got "
+        f"{distribution!r}.")
+  base.check_positive("concentration", concentration)
+
+  def init(num_tasks: int) -> base.EmptyState:
+    base.check_num_tasks(num_tasks)
+    return base.EmptyState()
+
+  def update(losses: jax.Array, state: base.EmptyState, *,
+             key: jax.Array | None = None, **extras):
+    del extras
+    if key is None:
+      raise ValueError("rlw needs a PRNG key: call update(..., key=key).")
+    losses = base.as_losses(losses)
+    num_tasks = losses.shape[0]
+    if distribution == "normal":
+      z = jax.random.normal(key, (num_tasks,), losses.dtype)
+      weights = num_tasks * jax.nn.softmax(z)
+    else:
+      alpha = jnp.full((num_tasks,), concentration, losses.dtype)
+      weights = num_tasks * jax.random.dirichlet(key, alpha, dtype=losses.dtype)
+    return weights, state
+
+  return base.Weighting(init, update)
