@@ -4,6 +4,7 @@
                   [--workdir DIR] [--resume]
   mtl-jax compare --config configs/sprites.py [--methods equal,mgda,pcgrad]
   mtl-jax eval    --config configs/sprites.py --workdir DIR [--split test]
+  mtl-jax report  RUN_DIR [RUN_DIR ...] [--out DIR] [--split test]
 
 Configs are Python files with ``get_config(arg)``; ``--config=path:arg``
 passes ``arg``; ``--config.a.b=value`` overrides a field (unknown fields are
@@ -18,7 +19,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-COMMANDS = ("train", "compare", "eval")
+COMMANDS = ("train", "compare", "eval", "report")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                           lock_config=True)
@@ -29,6 +30,8 @@ _METHODS = flags.DEFINE_list("methods", None,
                              "or 'config').")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _PROGRESS = flags.DEFINE_bool("progress", None, "Force the progress bar on or off.")
+_OUT = flags.DEFINE_string("out", None, "report: output directory (default: the first "
+                           "run directory).")
 
 
 def _usage() -> str:
@@ -62,21 +65,34 @@ def _compare(config) -> None:
 
 
 def _eval(config) -> None:
-  import jax
+  import os
   from mtl_jax.train import loop
   from mtl_jax.train.checkpoint import Checkpointer, meta_for
-  from mtl_jax.train.step import make_eval_step
-  import os
   s = loop.setup(config)
+  compiled = loop.compile_run(s)
   workdir = _WORKDIR.value or config.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=0)
-  abstract = jax.eval_shape(lambda: loop.init_state(s))
-  state, _, step = ckpt.restore(abstract, meta_for(s.tasks, config))
-  values, losses = loop.evaluate(s, jax.jit(make_eval_step(s.partition.graphdef, s.tasks)),
-                                 state, _SPLIT.value)
+  state, _, step = ckpt.restore(compiled.abstract_state, meta_for(s.tasks, config))
+  ckpt.close()
+  values, losses = loop.evaluate(s, compiled, state, _SPLIT.value)
   print(f"step {step}, {_SPLIT.value}:")
   _print_eval(values, losses)
   print(json.dumps(values))
+
+
+def _report(run_dirs) -> int:
+  from mtl_jax import report
+  if not run_dirs:
+    print(f"mtl-jax report: give one or more run directories.\n\n{_usage()}",
+          file=sys.stderr)
+    return 2
+  try:
+    path = report.render(run_dirs, _OUT.value, split=_SPLIT.value, progress=_PROGRESS.value)
+  except FileNotFoundError as e:
+    print(e, file=sys.stderr)
+    return 2
+  print(f"Report: {path}")
+  return 0
 
 
 def main(argv=None) -> int:
@@ -93,6 +109,8 @@ def main(argv=None) -> int:
     message = e.args[0] if isinstance(e, KeyError) and e.args else e
     print(f"mtl-jax {command}: {message}", file=sys.stderr)
     return 2
+  if command == "report":  # positional run directories, no --config
+    return _report(rest[1:])
   if len(rest) > 1:
     print(f"mtl-jax {command}: unexpected arguments {rest[1:]}", file=sys.stderr)
     return 2

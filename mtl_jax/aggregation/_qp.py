@@ -16,7 +16,7 @@ meaningful.
 * :func:`power_allocation`: the positive solution of ``G w = w^{-1/alpha}``
   (FairGrad; ``alpha = 1`` gives Nash-MTL's bargaining equations), by damped
   Newton with a vectorised line search.
-* :func:`project_simplex`: Euclidean projection onto the probability simplex.
+* :func:`clip_weights`: rescales weights to bound the update norm.
 """
 
 from __future__ import annotations
@@ -277,7 +277,9 @@ def power_allocation(
 
   # Start on the ray of the orthogonal-gradient solution, best point on it.
   w0 = jnp.maximum(jnp.diag(g), tiny) ** (-alpha / (1.0 + alpha))
-  quad = jnp.maximum(jnp.dot(w0, jnp.dot(g, w0, precision=_HIGHEST)), tiny)
+  quad = jnp.maximum(
+      jnp.dot(w0, jnp.dot(g, w0, precision=_HIGHEST), precision=_HIGHEST),
+      tiny)
   total = jnp.sum(w0 ** p)
   w0 = w0 * (total / quad) ** (1.0 / (2.0 - p))
   steps = 0.5 ** jnp.arange(line_search, dtype=dtype)
@@ -292,9 +294,9 @@ def power_allocation(
     cap = jnp.minimum(1.0, 0.99 * to_boundary)
     ts = cap * steps
     # F(w + t d) - F(w), exactly: linear + quadratic + concave remainder.
-    dgd = jnp.dot(d, jnp.dot(g, d, precision=_HIGHEST))
+    dgd = jnp.dot(d, jnp.dot(g, d, precision=_HIGHEST), precision=_HIGHEST)
     r = ts[:, None] * d[None, :] / w[None, :]
-    change = (ts * jnp.dot(grad, d) + 0.5 * ts * ts * dgd
+    change = (ts * jnp.dot(grad, d, precision=_HIGHEST) + 0.5 * ts * ts * dgd
               - jnp.sum(_remainder(w[None, :], r, p), axis=1))
     change = jnp.where(jnp.isfinite(change), change, jnp.inf)
     best = jnp.argmin(change)
@@ -306,32 +308,32 @@ def power_allocation(
   return jax.lax.fori_loop(0, iterations, newton, w0)
 
 
-def project_simplex(v: jax.Array) -> jax.Array:
-  r"""Euclidean projection of ``v`` onto ``{x : x >= 0, sum(x) = 1}``.
+def clip_weights(weights: jax.Array, gramian: jax.Array,
+                 max_norm: float) -> jax.Array:
+  r"""Scales ``w`` so that ``||J^T w|| = sqrt(w^T G w) <= max_norm``.
 
-  ``x = max(v - theta, 0)`` with ``theta`` from the sorted cumulative sums
-  (sort-based algorithm, no iteration).
+  The norm is computed from rescaled ``w`` and ``G`` so that it neither
+  overflows for huge gradients nor turns ``0 * inf`` into NaN.
 
   Args:
-    v: ``[T]`` vector.
+    weights: ``[T]`` weights ``w``.
+    gramian: ``[T, T]`` Gramian ``G = J J^T``.
+    max_norm: largest allowed norm, ``> 0``.
 
   Returns:
-    ``[T]`` point of the probability simplex closest to ``v``.
-
-  Examples:
-    >>> project_simplex(jnp.array([0.5, 2.0, -1.0]))  # doctest: +SKIP
-    Array([0., 1., 0.], dtype=float32)
-
-  References:
-    Held, Wolfe & Crowder, "Validation of subgradient optimization",
-    Math. Programming, 1974; Duchi et al., "Efficient projections onto the
-    l1-ball for learning in high dimensions", ICML 2008.
+    ``w * min(1, max_norm / ||J^T w||)``.
   """
-  v = jnp.asarray(v, _float_dtype(v))
-  u = jnp.sort(v)[::-1]
-  cumulative = jnp.cumsum(u) - 1.0
-  k = jnp.arange(1, v.shape[-1] + 1, dtype=v.dtype)
-  support = u - cumulative / k > 0
-  count = jnp.maximum(jnp.sum(support), 1)
-  theta = cumulative[count - 1] / count.astype(v.dtype)
-  return jnp.maximum(v - theta, 0.0)
+  dtype = _float_dtype(weights, gramian)
+  w = jnp.asarray(weights, dtype)
+  g = jnp.asarray(gramian, dtype)
+  tiny = jnp.finfo(dtype).tiny
+  w_scale = jnp.maximum(jnp.max(jnp.abs(w)), tiny)
+  g_scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(g))), tiny)
+  u = w / w_scale
+  quad = jnp.dot(u, jnp.dot(g / g_scale, u, precision=_HIGHEST),
+                 precision=_HIGHEST)
+  unit_norm = jnp.sqrt(jnp.maximum(quad, 0.0)) * jnp.sqrt(g_scale)  # of J^T u
+  norm = w_scale * unit_norm
+  # Clipped: u * max_norm / ||J^T u||, which never under- or overflows.
+  clipped = u * (max_norm / jnp.maximum(unit_norm, tiny))
+  return jnp.where(norm > max_norm, clipped, w)

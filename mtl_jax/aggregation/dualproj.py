@@ -7,6 +7,7 @@ from typing import Optional
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
+from mtl_jax.aggregation._solvers import check_choice, check_int
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
                                       normalize_gramian)
 from mtl_jax.weighting.base import check_positive
@@ -61,12 +62,9 @@ def dualproj(
   """
   check_positive("reg_eps", reg_eps, allow_zero=True)
   check_positive("norm_eps", norm_eps)
-  if reduction not in _REDUCTIONS:
-    raise ValueError(f"Hyperparameter 'reduction' must be one of "
-                     f"{_REDUCTIONS}, got {reduction!r}.")
-  if iterations is not None and iterations < 1:
-    raise ValueError(f"Hyperparameter 'iterations' must be >= 1, got "
-                     f"{iterations!r}.")
+  check_choice("reduction", reduction, _REDUCTIONS)
+  if iterations is not None:
+    check_int("iterations", iterations)
 
   def init(num_tasks, params=None):
     del num_tasks, params

@@ -21,6 +21,17 @@ from mtl_jax.tasks import Task
 REGISTRY = Registry("architecture", __name__, {
     "hard_sharing": "hard_sharing:HardSharing",
     "independent": "independent:Independent",
+    "mtan": "mtan:MTAN",
+    "mmoe": "mmoe:MMoE",
+    "cgc": "cgc:CGC",
+    "ple": "ple:PLE",
+    "dselect_k": "dselect_k:DSelectKMoE",
+    "branching": "branching:BranchingSearch",
+    "soft_sharing": "soft_sharing:SoftSharing",
+    "hierarchical": "hierarchical:Hierarchical",
+    "task_conv": "partial_sharing:TaskConv",
+    "task_encoders": "partial_sharing:TaskEncoders",
+    "cross_stitch": "cross_stitch:CrossStitch",
 })
 
 

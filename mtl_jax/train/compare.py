@@ -12,6 +12,8 @@ import json
 import os
 from typing import Optional, Sequence
 
+from tqdm.auto import tqdm
+
 from mtl_jax import aggregation, weighting
 from mtl_jax.losses.delta_m import delta_m
 from mtl_jax.train import loop
@@ -66,7 +68,10 @@ def compare(config, methods: Optional[Sequence[str]] = None, *,
     variant = _variant(config, name)
     runs[_label(variant) if name == "config" else name] = variant
   results, speeds, tasks = {}, {}, None
-  for label, run_config in runs.items():
+  bar = tqdm(runs.items(), total=len(runs), desc="compare", unit="run",
+             disable=None if progress is None else not progress, dynamic_ncols=True)
+  for label, run_config in bar:
+    bar.set_postfix_str(label)
     result = loop.train(run_config, workdir=os.path.join(workdir, label),
                         progress=progress, eval_splits=(split,))
     results[label] = result.evaluation[split]

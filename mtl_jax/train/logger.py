@@ -5,6 +5,13 @@ Each line is one record: ``{"step": s, "split": "train" | "validation" |
 ``weight/<task>``, ``agg_weight/<task>``, ``cos/<task_a>/<task_b>``,
 ``grad_norm``, ``total_loss``, ``skipped`` and ``empty`` (tasks without labels
 in the batch). Evaluation records use ``<task>/<metric>`` and ``loss/<task>``.
+
+:class:`TensorBoardWriter` writes the same records as TensorBoard event files
+(tensorboardX, no TensorFlow) into the run directory, one scalar per numeric
+field tagged ``<split>/<name>`` (``train/loss/shape``, ``test/shape/accuracy``);
+booleans become 0/1 and list fields (``empty``, ``nonfinite_tasks``) are left
+out. :func:`make_writer` returns both behind one :class:`Writers`, so
+``tensorboard --logdir`` on a ``compare`` directory shows one run per method.
 """
 
 from __future__ import annotations
@@ -74,6 +81,96 @@ class JsonlWriter:
       return
     with open(self.path, "a") as f:
       f.write(json.dumps({"step": int(step), "split": split, **record}) + "\n")
+
+  def close(self) -> None:
+    """Nothing to release: each write opens and closes the file."""
+
+
+def _scalar(value) -> float | None:
+  """A record field as a TensorBoard scalar, or None for non-scalar fields."""
+  if isinstance(value, (bool, np.bool_)):
+    return float(value)
+  if isinstance(value, (int, float, np.integer, np.floating)):
+    return float(value)
+  if isinstance(value, str):  # non-finite values are kept as "nan", "inf", ...
+    try:
+      return float(value)
+    except ValueError:
+      return None
+  return None
+
+
+class TensorBoardWriter:
+  """Writes records as TensorBoard scalars ``<split>/<name>`` (process 0 only).
+
+  Args:
+    workdir: directory of the event files (the run directory).
+    enabled: False on processes other than 0; then nothing is created.
+    purge_step: on a resumed run, the first step written again: TensorBoard
+      hides older events at or after it (written by the interrupted run).
+    flush_secs: how often pending events are flushed to disk.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True,
+               purge_step: int | None = None, flush_secs: int = 10):
+    self.enabled = enabled
+    self._writer = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      os.makedirs(workdir, exist_ok=True)
+      self._writer = SummaryWriter(logdir=workdir, purge_step=purge_step,
+                                   flush_secs=flush_secs)
+
+  def write(self, step: int, split: str, record: dict) -> None:
+    if self._writer is None:
+      return
+    for name, value in record.items():
+      scalar = _scalar(value)
+      if scalar is not None:
+        self._writer.add_scalar(f"{split}/{name}", scalar, global_step=int(step))
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
+
+
+class Writers:
+  """Sends each record to several writers; ``path`` is the JSON-lines file."""
+
+  def __init__(self, *writers):
+    self.writers = writers
+
+  @property
+  def path(self) -> str:
+    return next(w.path for w in self.writers if hasattr(w, "path"))
+
+  def write(self, step: int, split: str, record: dict) -> None:
+    for w in self.writers:
+      w.write(step, split, record)
+
+  def close(self) -> None:
+    for w in self.writers:
+      w.close()
+
+
+def make_writer(workdir: str, *, enabled: bool = True, tensorboard: bool = True,
+                resumed_from: int | None = None) -> Writers:
+  """The run's writers: JSON lines, plus TensorBoard events if ``tensorboard``.
+
+  Args:
+    workdir: the run directory.
+    enabled: write at all (True on process 0 only).
+    tensorboard: also write TensorBoard event files (``config.train.tensorboard``).
+    resumed_from: the checkpoint step a resumed run restarts from, if any:
+      TensorBoard then drops the interrupted run's events after it, as
+      :func:`truncate_after` does for the JSON lines.
+  """
+  writers = [JsonlWriter(workdir, enabled=enabled)]
+  if tensorboard:
+    purge = None if resumed_from is None else int(resumed_from) + 1
+    writers.append(TensorBoardWriter(workdir, enabled=enabled, purge_step=purge))
+  return Writers(*writers)
 
 
 def read(path: str) -> list[dict]:

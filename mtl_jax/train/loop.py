@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from mtl_jax import aggregation, data, models, tasks as tasks_lib, weighting
 from mtl_jax.losses import metrics as metrics_lib
-from mtl_jax.train import engines, logger, optimizer, state as state_lib
+from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
 from mtl_jax.train.checkpoint import Checkpointer, meta_for
 from mtl_jax.train.step import make_eval_step, make_train_step
 
@@ -70,12 +70,41 @@ def setup(config) -> Setup:
   return Setup(config, tasks, part, method, tx, input_shape)
 
 
-def init_state(s: Setup) -> state_lib.TrainState:
-  """The initial state, created under jit."""
+@dataclasses.dataclass
+class Compiled:
+  """The run's mesh, state layout and jitted functions."""
+
+  mesh: Any
+  abstract_state: Any       # ShapeDtypeStructs with shardings
+  init: Any                 # () -> TrainState, created under jit, placed
+  step: Any                 # jitted train step, state donated
+  eval_step: Any
+
+  def put(self, batch: dict, global_batch_size: int) -> dict:
+    """This process's slice of a batch -> global arrays split over ``data``."""
+    return sharding.global_batch(batch, self.mesh, global_batch_size)
+
+
+def compile_run(s: Setup, penalty=None) -> Compiled:
+  """Lays the state out on the mesh (shapes first) and jits the step."""
+  mesh = sharding.make_mesh(s.config.get("mesh", None))
   params = models.params_of(s.partition)
-  create = lambda p, r: state_lib.create(p, r, s.tx, s.method, len(s.tasks),
-                                         int(s.config.seed))
-  return jax.jit(create)(params, s.partition.rest)
+  create = lambda: state_lib.create(params, s.partition.rest, s.tx, s.method,
+                                    len(s.tasks), int(s.config.seed))
+  abstract = jax.eval_shape(create)
+  fsdp = bool((s.config.get("mesh", None) or {}).get("fsdp", False))
+  state_sharding = sharding.state_sharding(mesh, abstract, fsdp=fsdp)
+  abstract = jax.tree.map(
+      lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+      abstract, state_sharding)
+  step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=penalty)
+  return Compiled(
+      mesh=mesh, abstract_state=abstract,
+      init=jax.jit(create, out_shardings=state_sharding),
+      step=jax.jit(step, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)),
+                   donate_argnums=0),
+      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks)))
 
 
 def _check_train_config(train_config) -> None:
@@ -101,12 +130,12 @@ def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
       process_count=jax.process_count())
 
 
-def evaluate(s: Setup, eval_step, state, split: str) -> tuple[dict, dict]:
+def evaluate(s: Setup, compiled: Compiled, state, split: str) -> tuple[dict, dict]:
   """Per-task metrics and mean losses of ``state`` on a whole split."""
   total = None
   batch_size = int(s.config.train.get("eval_batch_size", 256))
   for batch in _batch_iterator(s.config, split, batch_size=batch_size, train=False):
-    out = eval_step(state.params, state.rest, batch)
+    out = compiled.eval_step(state.params, state.rest, compiled.put(batch, batch_size))
     total = out if total is None else jax.tree.map(np.add, total, out)
   total = jax.device_get(total)
   values = metrics_lib.compute_all(s.tasks, total["stats"])
@@ -137,38 +166,48 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
   s = setup(config)
   tc = config.train
   num_steps = int(tc.num_steps)
-  state = init_state(s)
+  compiled = compile_run(s)
+  state = compiled.init()
   train_iter = _batch_iterator(config, "train", batch_size=int(tc.batch_size), train=True)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                       every=int(tc.get("checkpoint_every", 0)),
                       max_to_keep=int(tc.get("max_to_keep", 3)))
   meta = meta_for(s.tasks, config)
-  writer = logger.JsonlWriter(workdir, enabled=jax.process_index() == 0)
+  writer = logger.make_writer(workdir, enabled=jax.process_index() == 0,
+                              tensorboard=bool(tc.get("tensorboard", True)),
+                              resumed_from=ckpt.latest_step() if resume else None)
   if resume and ckpt.latest_step() is not None:
-    state, data_state, start = ckpt.restore(jax.eval_shape(lambda: state), meta)
+    state, data_state, start = ckpt.restore(compiled.abstract_state, meta)
     train_iter.set_state(data_state)
     logger.truncate_after(writer.path, start)
-  step_fn = jax.jit(make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx),
-                    donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(s.partition.graphdef, s.tasks))
+  _write_config(workdir, config)
   try:
-    state, steps_per_second = _run(s, state, step_fn, eval_step, train_iter, ckpt,
-                                   meta, writer, progress)
+    state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta, writer,
+                                   progress)
     ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
   finally:
     ckpt.close()  # waits for pending asynchronous saves, also on errors
   evaluation, eval_losses = {}, {}
   for split in eval_splits:
-    evaluation[split], eval_losses[split] = evaluate(s, eval_step, state, split)
+    evaluation[split], eval_losses[split] = evaluate(s, compiled, state, split)
     writer.write(num_steps, split, logger.flatten_eval(evaluation[split], eval_losses[split]))
+  writer.close()
   return RunResult(state, evaluation, eval_losses, steps_per_second,
-                   step_fn._cache_size(), workdir)
+                   compiled.step._cache_size(), workdir)
 
 
-def _run(s, state, step_fn, eval_step, train_iter, ckpt, meta, writer, progress):
+def _write_config(workdir: str, config) -> None:
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress):
   """The step loop; returns the final state and steps/s after compilation."""
   tc = s.config.train
   num_steps, log_every = int(tc.num_steps), max(int(tc.get("log_every", 50)), 1)
+  batch_size = int(tc.batch_size)
   eval_every = int(tc.get("eval_every", 0))
   halt_after = int(tc.get("max_nonfinite", 0)) if tc.get("nonfinite", "skip") == "halt" else 0
   start = int(state.step)
@@ -176,7 +215,7 @@ def _run(s, state, step_fn, eval_step, train_iter, ckpt, meta, writer, progress)
              desc=s.config.get("name", "train"), unit="step", dynamic_ncols=True)
   t0, timed_from = time.perf_counter(), start
   for step in range(start + 1, num_steps + 1):
-    state, metrics = step_fn(state, next(train_iter))
+    state, metrics = compiled.step(state, compiled.put(next(train_iter), batch_size))
     if step == start + 1:  # exclude compilation from the throughput
       jax.block_until_ready(state)
       t0, timed_from = time.perf_counter(), step
@@ -194,7 +233,7 @@ def _run(s, state, step_fn, eval_step, train_iter, ckpt, meta, writer, progress)
     if ckpt.should_save(step):
       ckpt.save(step, state, train_iter.get_state(), meta)
     if eval_every and step % eval_every == 0 and step < num_steps:
-      values, losses = evaluate(s, eval_step, state, "validation")
+      values, losses = evaluate(s, compiled, state, "validation")
       writer.write(step, "validation", logger.flatten_eval(values, losses))
     bar.update(1)
   jax.block_until_ready(state)

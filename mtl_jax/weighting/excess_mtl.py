@@ -46,12 +46,15 @@ def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
 
     S_t(k) = sum_{s <= k} G_tt(s),   e_t = G_tt / sqrt(S_t + adagrad_eps).
 
-  It equals the per-coordinate estimate up to a factor ``1 / sqrt(dim)`` (which
-  cancels in ``rhat``) when each task's squared gradient is spread evenly over
-  the coordinates and keeps its shape over time; with very uneven coordinates
-  it is only a proxy. The weights are kept as normalised log-weights, so large
-  risk ratios (e.g. an ``e(0)`` of 0, guarded by ``eps``) give a one-hot weight
-  vector rather than overflow.
+  If a task's squared gradient keeps a fixed profile over the coordinates,
+  ``g_{t,i}(s)^2 = c_{t,i} ||g_t(s)||^2`` for all steps ``s``, the
+  per-coordinate estimate is ``sum_i sqrt(c_{t,i})`` times this one (ignoring
+  ``adagrad_eps``), a constant that cancels in ``rhat``, so the two agree; when
+  the profile changes over time this is only a proxy.
+
+  The weights are kept as normalised log-weights, so large risk ratios (e.g.
+  an ``e(0)`` of 0, guarded by ``eps``) give a one-hot weight vector rather
+  than an overflow.
 
   Args:
     step_size: the exponentiated-gradient step (> 0); LibMTL's default 1e-2.

@@ -58,8 +58,8 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
 
   Args:
     learning_rate: the logits' step size ``beta`` (> 0); the paper uses 0.025.
-    weight_decay: the logits' L2 regularisation ``gamma`` (>= 0); the paper
-      uses 1e-3 on its benchmarks (1e-5 in the reference code's default).
+    weight_decay: the logits' L2 regularisation ``gamma`` (>= 0); 1e-3 as in
+      the paper's Algorithm 2 and LibMTL (the official code defaults to 1e-5).
     eps: added to losses in the logs (> 0).
 
   Returns:

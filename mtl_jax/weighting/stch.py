@@ -58,8 +58,9 @@ def stch(
   Args:
     mu: smoothing ``mu > 0``; the reference uses 1 (with log losses).
     preference: ``[T]`` positive preference ``lambda``; default all ones (the
-      reference code's choice). The paper's simplex vector times ``K`` gives the
-      same weights with ``mu`` times ``K``.
+      reference code's choice). The paper's ``lambda`` lies on the simplex;
+      ``lambda = K lambda_paper`` with ``mu = K mu_paper`` gives the paper's
+      update direction (up to a constant factor).
     ideal_point: ``[T]`` finite ideal point ``z*`` in the space of ``f``;
       default 0.
     log_losses: use ``f = log(L / n)`` (True, the reference) or ``f = L / n``.

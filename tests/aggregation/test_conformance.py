@@ -44,8 +44,9 @@ def _grads(seed: int, num_tasks: int = T):
 
 def _extras(step: int, num_tasks: int = T, key=KEY):
   losses = jnp.linspace(0.5, 2.0, num_tasks, dtype=jnp.float32)
+  # ``unused`` checks that every method ignores extras it does not know.
   return dict(step=jnp.int32(step), key=jax.random.fold_in(key, step),
-              losses=losses)
+              losses=losses, unused=jnp.zeros((2,), jnp.float32))
 
 
 def _one_task(grads):

@@ -1,0 +1,1 @@
+"""Throughput and peer benchmarks (run as ``python -m benchmarks.<name>``)."""

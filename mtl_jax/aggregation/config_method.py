@@ -1,0 +1,99 @@
+"""ConFIG: the conflict-free direction with equal cosine to every task."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
+                                      normalize_gramian)
+from mtl_jax.weighting.base import check_in_range, check_positive
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def config_method(
+    rtol: float = 1e-5,
+    norm_eps: float = 1e-30,
+) -> Aggregator:
+  r"""ConFIG: conflict-free inverse gradients (registry name ``"config"``).
+
+  With unit gradients ``U = [g_1/||g_1||, ..., g_T/||g_T||]^T`` the
+  direction makes the same angle with every task gradient:
+
+  .. math::
+    g_u = U^{+} \mathbf{1}, \qquad
+    \hat g_u = g_u / \|g_u\|, \qquad
+    d = \Big(\sum_t g_t^\top \hat g_u\Big)\, \hat g_u ,
+
+  (``U^+`` the pseudo-inverse, so ``U g_u = 1`` when the gradients are
+  linearly independent: every cosine equals ``1 / ||g_u||``). It is
+  Gramian-expressible: with ``D = diag(||g_t||)`` and the cosine matrix
+  ``C = D^{-1} G D^{-1}``, ``g_u = J^T v`` with ``v = D^{-1} C^{+} 1``, and
+
+  .. math::
+    w = v \, \frac{\mathbf{1}^\top G v}{v^\top G v},\qquad d = J^\top w .
+
+  The weights are scale-invariant, so they are computed on the normalised
+  Gramian. ``C^+`` comes from an eigendecomposition with eigenvalues below
+  ``rtol`` times the largest treated as zero (duplicated gradients). Zero
+  gradients have no direction and are left out of ``U``; when no direction
+  is consistent with the gradients (``||U^T C^+ 1||^2 < 1e-6``, e.g. two
+  opposite gradients, where the reference returns NaN) the update is zero.
+  The momentum variant (M-ConFIG) is not implemented.
+
+  Args:
+    rtol: relative eigenvalue cutoff of the pseudo-inverse, in ``[0, 1)``.
+    norm_eps: floor of the normalisation scale, ``> 0``.
+
+  Returns:
+    An :class:`~mtl_jax.aggregation.base.Aggregator` with ``weights``.
+
+  Examples:
+    >>> method = config_method()
+    >>> grads = {"w": jnp.array([[1.0, 0.0], [0.0, 3.0]])}
+    >>> direction, _ = method.update(grads, method.init(2))
+    >>> direction["w"]  # equal cosine: along (1, 1), length 4 / sqrt(2)
+    ... # doctest: +SKIP
+    Array([2., 2.], dtype=float32)
+
+  References:
+    Q. Liu, M. Chu & N. Thuerey, "ConFIG: Towards Conflict-free Training of
+    Physics Informed Neural Networks", ICLR 2025, arXiv:2408.11104
+    (reference implementation: the ``conflictfree`` package).
+  """
+  check_in_range("rtol", rtol, 0.0, 1.0)
+  if rtol >= 1.0:
+    raise ValueError(f"Hyperparameter 'rtol' must be < 1, got {rtol!r}.")
+  check_positive("norm_eps", norm_eps)
+
+  def init(num_tasks, params=None):
+    del num_tasks, params
+    return EmptyState()
+
+  def weights(gramian, state, **extras):
+    del extras
+    g, _ = normalize_gramian(
+        gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32)),
+        norm_eps)
+    t = g.shape[0]
+    sq = jnp.diag(g)
+    valid = sq > jnp.finfo(g.dtype).tiny
+    inv_norm = jnp.where(valid, jax.lax.rsqrt(jnp.where(valid, sq, 1.0)), 0.0)
+    cos = jnp.clip(g * inv_norm[:, None] * inv_norm[None, :], -1.0, 1.0)
+    evals, evecs = jnp.linalg.eigh(cos)
+    cutoff = rtol * jnp.maximum(jnp.max(evals), 0.0)
+    keep = evals > jnp.maximum(cutoff, jnp.finfo(g.dtype).tiny)
+    inv_evals = jnp.where(keep, 1.0 / jnp.where(keep, evals, 1.0), 0.0)
+    ones = jnp.ones((t,), g.dtype)
+    k = jnp.dot(evecs, inv_evals * jnp.dot(evecs.T, ones, precision=_HIGHEST),
+                precision=_HIGHEST)           # C^+ 1
+    v = inv_norm * k                           # g_u = J^T v
+    gv = jnp.dot(g, v, precision=_HIGHEST)
+    unit_sq = jnp.dot(v, gv, precision=_HIGHEST)   # ||g_u||^2 = 1^T C^+ 1
+    consistent = unit_sq > 1e-6
+    w = jnp.where(consistent,
+                  v * jnp.sum(gv) / jnp.where(consistent, unit_sq, 1.0), 0.0)
+    return w, state
+
+  return from_weights(init, weights)

@@ -1,0 +1,123 @@
+"""Nash-MTL: the Nash bargaining solution over the task gradients."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mtl_jax.aggregation import _qp
+from mtl_jax.aggregation._solvers import check_int
+from mtl_jax.aggregation.base import Aggregator, from_weights
+from mtl_jax.weighting.base import check_positive
+
+
+class NashMTLState(NamedTuple):
+  """State of :func:`nash_mtl`."""
+  alpha: jax.Array  # [T] last solved bargaining weights, before clipping
+  count: jax.Array  # int32 scalar: number of updates done so far
+
+
+def nash_mtl(
+    max_norm: float = 1.0,
+    update_weights_every: int = 1,
+    normalize: bool = True,
+    reg_eps: float = 1e-6,
+    norm_eps: float = 1e-20,
+    iterations: int = 25,
+) -> Aggregator:
+  r"""Nash-MTL: multi-task learning as a bargaining game.
+
+  The update ``d = J^T alpha`` is the Nash bargaining solution of the tasks,
+  ``argmax_{||d|| <= eps} sum_t log(g_t^T d)``, characterised (up to scale)
+  by the bargaining equations
+
+  .. math::
+    G \alpha = 1 / \alpha \quad (\text{element-wise}), \qquad \alpha > 0,
+
+  i.e. every task gets ``g_t^T d = 1 / alpha_t > 0``. As in the reference
+  implementation the equations are solved on the normalised Gramian
+  ``G / s`` with ``s = ||G||_F``, and (``normalize=True``, the reference
+  behaviour) that solution is returned as the weights: it equals
+  ``sqrt(s)`` times the solution for ``G`` itself, which makes the update
+  homogeneous of degree one in the gradients (like a plain gradient) instead
+  of having the constant norm ``sqrt(T)`` of the raw bargaining solution.
+  ``normalize=False`` returns the raw solution ``alpha`` of ``G alpha =
+  1 / alpha``.
+
+  The paper solves the equations with a sequence of convex programs (cvxpy);
+  here they are the stationarity conditions of the strictly convex
+  ``1/2 a^T (G/s + reg_eps I) a - sum_t log a_t``, minimised by damped Newton
+  with a fixed number of ``iterations``
+  (:func:`mtl_jax.aggregation._qp.power_allocation` with ``alpha = 1``). The
+  ridge ``reg_eps`` keeps the problem bounded when ``G`` is singular (e.g.
+  opposite gradients have no bargaining solution); a task with a zero
+  gradient then gets a large weight that multiplies a zero gradient.
+
+  ``update_weights_every = k`` recomputes the weights every ``k``-th update
+  and reuses the stored ones in between (the count lives in the state);
+  ``max_norm > 0`` rescales the weights so that ``||J^T w|| <= max_norm``,
+  like the reference's ``clip_grad_norm_`` on the shared parameters (with
+  the representation engine it bounds the representation-gradient norm).
+
+  Args:
+    max_norm: clip the update norm to this value, ``>= 0``; ``0`` disables
+      clipping. The reference default is ``1.0``.
+    update_weights_every: recompute the weights every this many updates,
+      integer ``>= 1``.
+    normalize: return the solution on the Frobenius-normalised Gramian (the
+      reference), or the raw bargaining solution when ``False``.
+    reg_eps: ridge added to the normalised Gramian, ``> 0``.
+    norm_eps: floor of the normalisation scale ``s``, ``> 0``.
+    iterations: Newton steps, ``>= 1``.
+
+  Returns:
+    An :class:`~mtl_jax.aggregation.base.Aggregator` with ``weights``; its
+    state is a :class:`NashMTLState`.
+
+  Examples:
+    >>> method = nash_mtl(max_norm=0.0, normalize=False)
+    >>> grads = {"w": jnp.array([[2.0, 0.0], [0.0, 0.5]])}
+    >>> _, state = method.update(grads, method.init(2))
+    >>> state.alpha  # 1 / ||g_t|| for orthogonal gradients  # doctest: +SKIP
+    Array([0.5, 2. ], dtype=float32)
+
+  References:
+    Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya,
+    "Multi-Task Learning as a Bargaining Game", ICML 2022, arXiv:2202.01017.
+  """
+  check_positive("max_norm", max_norm, allow_zero=True)
+  check_int("update_weights_every", update_weights_every)
+  check_positive("reg_eps", reg_eps)
+  check_positive("norm_eps", norm_eps)
+  check_int("iterations", iterations)
+
+  def init(num_tasks, params=None):
+    del params
+    return NashMTLState(alpha=jnp.ones((num_tasks,), jnp.float32),
+                        count=jnp.zeros((), jnp.int32))
+
+  def solve(gramian):
+    t = gramian.shape[0]
+    scale = jnp.maximum(jnp.sqrt(jnp.sum(gramian * gramian)), norm_eps)
+    g = gramian / scale + reg_eps * jnp.eye(t, dtype=gramian.dtype)
+    alpha = _qp.power_allocation(g, 1.0, iterations=iterations)
+    if not normalize:
+      alpha = alpha / jnp.sqrt(scale)
+    return alpha.astype(jnp.float32)
+
+  def weights(gramian, state, **extras):
+    del extras
+    gramian = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
+    if update_weights_every == 1:
+      alpha = solve(gramian)
+    else:
+      alpha = jax.lax.cond(state.count % update_weights_every == 0, solve,
+                           lambda _: state.alpha, gramian)
+    w = alpha
+    if max_norm > 0:
+      w = _qp.clip_weights(w, gramian, max_norm)
+    return w, NashMTLState(alpha=alpha, count=state.count + 1)
+
+  return from_weights(init, weights)

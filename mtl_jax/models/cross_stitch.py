@@ -1,0 +1,144 @@
+"""Cross-stitch networks and sluice networks: one column per task, mixed per layer.
+
+Misra, Shrivastava, Gupta & Hebert, "Cross-stitch Networks for Multi-task
+Learning", CVPR 2016, arXiv:1604.03539: after every layer, each task's column
+takes a learned linear combination of all columns' activations,
+``h'_i = sum_j alpha_ij h_j`` (one ``K x K`` unit per layer).
+
+Ruder, Bingel, Augenstein & Søgaard, "Latent Multi-task Architecture
+Learning" (sluice networks), AAAI 2019, arXiv:1705.08142: each layer's output
+is split into ``m`` subspaces along the feature (channel) axis and the
+``K m`` subspaces are mixed by a ``Km x Km`` matrix; each task's head reads a
+learned combination ``sum_l beta_{t,l} h_{t,l}`` of its column's layer
+outputs (CNN feature maps globally average-pooled). (The paper's subspace
+orthogonality loss acts on activations and is not included.)
+
+Parameter layout:
+
+* ``tasks[name]``: ``column`` (a trunk built from ``config.trunk``, MLP or
+  CNN, not tied to one backbone) and ``head``.
+* ``cross``: ``alpha`` ``[L, Km, Km]`` (one unit per trunk stage, ``m = 1``
+  for cross-stitch); ``beta`` ``[K, L]`` with ``sluice=True``.
+* ``shared``: empty; no single shared representation, so no
+  ``encode``/``decode``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mtl_jax.models.heads import Head
+from mtl_jax.models.hierarchical import apply_stage, num_stages, pool, stage_width
+from mtl_jax.models.trunks import build_trunk
+from mtl_jax.tasks import Task
+
+
+def init_alpha(size: int, alpha_self: float) -> jax.Array:
+  """``alpha_self`` on the diagonal, the rest of each row spread evenly.
+
+  Rows sum to one, so the unit starts as a convex combination close to the
+  identity (independent columns); ``size == 1`` gives ``[[1]]``.
+  """
+  if size == 1:
+    return jnp.ones((1, 1))
+  off = (1.0 - alpha_self) / (size - 1)
+  return jnp.full((size, size), off) + (alpha_self - off) * jnp.eye(size)
+
+
+def mix(alpha: jax.Array, h: jax.Array, subspaces: int = 1) -> jax.Array:
+  """Applies one cross-stitch / sluice unit.
+
+  Args:
+    alpha: ``[K m, K m]`` mixing matrix; row ``(i, a)`` is the new subspace
+      ``a`` of task ``i`` (index ``i * m + a``).
+    h: ``[K, B, ..., C]`` stacked column activations.
+    subspaces: ``m``; must divide ``C``.
+
+  Returns:
+    ``[K, B, ..., C]`` with ``h'[i, ..., a-th block] = sum_{j,b}
+    alpha[(i,a), (j,b)] h[j, ..., b-th block]``.
+  """
+  k, c = h.shape[0], h.shape[-1]
+  blocks = h.reshape(*h.shape[:-1], subspaces, c // subspaces)
+  blocks = jnp.moveaxis(blocks, -2, 1).reshape(k * subspaces, *h.shape[1:-1], -1)
+  mixed = jnp.tensordot(alpha.astype(h.dtype), blocks, axes=1)
+  mixed = jnp.moveaxis(mixed.reshape(k, subspaces, *h.shape[1:-1], -1), 1, -2)
+  return mixed.reshape(h.shape)
+
+
+def _check(config, widths: Sequence[int]) -> tuple[float, bool, int]:
+  alpha_self = config.get("alpha_self", 0.9)
+  if isinstance(alpha_self, bool) or not isinstance(alpha_self, (int, float)) \
+      or not 0.0 <= alpha_self <= 1.0:
+    raise ValueError(f"model.alpha_self must be a number in [0, 1], got {alpha_self!r}.")
+  sluice = config.get("sluice", False)
+  if not isinstance(sluice, bool):
+    raise ValueError(f"model.sluice must be True or False, got {sluice!r}.")
+  m = config.get("subspaces", 2) if sluice else 1
+  if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+    raise ValueError(f"model.subspaces must be a positive integer, got {m!r}.")
+  bad = [w for w in widths if w % m]
+  if bad:
+    raise ValueError(f"model.subspaces={m} must divide every layer width; "
+                     f"widths are {list(widths)}.")
+  if sluice and len(set(widths)) != 1:
+    raise ValueError("model.sluice=True combines all layer outputs, so every layer "
+                     f"needs the same width; got widths {list(widths)}.")
+  return float(alpha_self), sluice, m
+
+
+class CrossStitch(nnx.Module):
+  """Per-task columns (``tasks``) mixed after every stage by ``cross`` units.
+
+  Config (``config.model``): ``trunk`` (each column), ``head`` (``hidden``,
+  ``act``), ``alpha_self`` (initial diagonal of every unit, default 0.9),
+  ``sluice`` (default False) and ``subspaces`` (sluice only, default 2).
+  Stages are those of :func:`~mtl_jax.models.hierarchical.apply_stage`: one
+  per MLP layer, one per CNN conv block plus the CNN's dense layer.
+  """
+
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
+               rngs: nnx.Rngs):
+    tasks = sorted(tasks, key=lambda t: t.name)
+    self.names = tuple(t.name for t in tasks)
+    columns = [build_trunk(config.trunk, input_shape, rngs=rngs) for _ in tasks]
+    self.num_layers = num_stages(columns[0])
+    widths = [stage_width(columns[0], i) for i in range(self.num_layers)]
+    alpha_self, self.sluice, self.subspaces = _check(config, widths)
+    head = config.get("head", None) or {}
+    hidden, act = tuple(head.get("hidden", ())), head.get("act", "relu")
+    self.tasks = nnx.Dict({
+        t.name: nnx.Dict(column=col, head=Head(widths[-1], t, hidden, act=act,
+                                               rngs=rngs))
+        for t, col in zip(tasks, columns)})
+    unit = init_alpha(len(tasks) * self.subspaces, alpha_self)
+    cross = {"alpha": nnx.Param(jnp.tile(unit, (self.num_layers, 1, 1)))}
+    if self.sluice:
+      beta = jnp.zeros((len(tasks), self.num_layers)).at[:, -1].set(1.0)
+      cross["beta"] = nnx.Param(beta)
+    self.cross = nnx.Dict(cross)
+
+  def stitched(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
+    """Mixed activations ``[K, B, ...]`` after every stage's unit."""
+    h = [x] * len(self.names)
+    out = []
+    for layer in range(self.num_layers):
+      h = jnp.stack([apply_stage(self.tasks[name]["column"], layer, hk, train=train)
+                     for name, hk in zip(self.names, h)])
+      h = mix(self.cross["alpha"][layer], h, self.subspaces)
+      out.append(h)
+    return out
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+    layers = self.stitched(x, train=train)
+    if self.sluice:
+      pooled = jnp.stack([jax.vmap(pool)(h) for h in layers], axis=1)  # [K, L, B, C]
+      z = jnp.einsum("kl,klbc->kbc", self.cross["beta"][...], pooled)
+    else:
+      z = layers[-1]
+    return {name: self.tasks[name]["head"](z[k], train=train)
+            for k, name in enumerate(self.names)}

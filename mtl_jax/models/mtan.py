@@ -1,0 +1,175 @@
+"""Multi-Task Attention Network (MTAN): a shared backbone, per-task soft masks.
+
+Liu, Johns, Davison, "End-to-End Multi-Task Learning with Attention",
+CVPR 2019, arXiv:1803.10704.
+
+The shared backbone is a stack of blocks; block ``j`` computes ``u_j`` (its
+first layer) and ``p_j`` (its last layer). Each task ``i`` has an attention
+module per block that learns a soft mask over the shared features:
+
+    a_i^j = sigmoid(h_i^j(act(g_i^j([u_j ; f_i^{j-1}(pool(ahat_i^{j-1}))]))))
+    ahat_i^j = a_i^j * p_j                  (element-wise)
+
+with ``g``, ``h`` 1x1 convolutions (dense layers in the MLP variant) and
+``f`` a 3x3 convolution mapping the previous attended features to block
+``j``'s width (for ``j = 1`` the input is ``u_1`` alone). Task ``i``'s
+features are the attended output of the last block passed through the
+backbone's final (shared) layer; the shared features are the same without
+masks, so with every mask equal to 1 the task features *are* the shared
+features. Deviations: no batch normalisation in the attention modules, and the
+3x3 ``f`` is applied after pooling (cheaper; the same resolution results).
+
+Groups: the backbone is ``shared``; each task's attention modules (``g``,
+``h``, ``f``) and head are under ``tasks[name]``. Attention is per task, so
+there is no single shared representation (no ``encode``/``decode``).
+
+Config (``config.model``)::
+
+  arch="mtan",
+  trunk=dict(kind="cnn", channels=(16, 32), features=64, kernel_size=3, act="relu"),
+  # or trunk=dict(kind="mlp", hidden=(64, 32), act="relu")  (block widths)
+  head=dict(hidden=(), act="relu"),
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mtl_jax.models.experts import flat_size, positive_int, widths
+from mtl_jax.models.heads import Head
+from mtl_jax.models.trunks import activation
+from mtl_jax.tasks import Task
+
+
+def _wide(cnn: bool, kernel_size: int, a: int, b: int, rngs: nnx.Rngs) -> nnx.Module:
+  """A 3x3 (``kernel_size``) convolution, or a dense layer in the MLP variant."""
+  k = kernel_size
+  return nnx.Conv(a, b, (k, k), rngs=rngs) if cnn else nnx.Linear(a, b, rngs=rngs)
+
+
+def _point(cnn: bool, a: int, b: int, rngs: nnx.Rngs) -> nnx.Module:
+  """A 1x1 convolution, or a dense layer in the MLP variant."""
+  return nnx.Conv(a, b, (1, 1), rngs=rngs) if cnn else nnx.Linear(a, b, rngs=rngs)
+
+
+def _pool(cnn: bool, x: jax.Array) -> jax.Array:
+  """2x2 max-pooling, or the identity in the MLP variant."""
+  return nnx.max_pool(x, (2, 2), strides=(2, 2)) if cnn else x
+
+
+class Backbone(nnx.Module):
+  """Shared blocks (``u_j = act(first(x))``, ``p_j = act(second(u_j))``, pool)
+  and a final layer mapping the last block's output to features."""
+
+  def __init__(self, input_shape: Sequence[int], trunk, *, rngs: nnx.Rngs):
+    kind = trunk.get("kind", "cnn")
+    if kind not in ("cnn", "mlp"):
+      raise ValueError(f"model.trunk.kind must be 'cnn' or 'mlp' for mtan, got {kind!r}.")
+    self.cnn = kind == "cnn"
+    self.kernel_size = positive_int(trunk.get("kernel_size", 3), "model.trunk.kernel_size")
+    self.act = trunk.get("act", "relu")
+    activation(self.act)  # Validates the name.
+    if kind == "cnn":
+      self.widths = widths(trunk.get("channels", (16, 32)), "model.trunk.channels")
+      h, w, c = _image_shape(input_shape, len(self.widths))
+      final_in = (h >> len(self.widths)) * (w >> len(self.widths)) * self.widths[-1]
+      self.out_features = positive_int(trunk.get("features", 64), "model.trunk.features")
+      self.final = nnx.Linear(final_in, self.out_features, rngs=rngs)
+    else:
+      self.widths = widths(trunk.get("hidden", (64, 32)), "model.trunk.hidden")
+      c = flat_size(input_shape)
+      self.out_features, self.final = self.widths[-1], None
+    sizes = (c, *self.widths)
+    wide = lambda a, b: _wide(self.cnn, self.kernel_size, a, b, rngs)
+    self.first = nnx.List([wide(a, b) for a, b in zip(sizes, sizes[1:])])
+    self.second = nnx.List([wide(b, b) for b in self.widths])
+
+  def blocks(self, x: jax.Array) -> tuple[list, list]:
+    """``([u_1..u_J], [p_1..p_J])`` of the shared blocks."""
+    fn = activation(self.act)
+    us, ps = [], []
+    for first, second in zip(self.first, self.second):
+      us.append(fn(first(x)))
+      ps.append(fn(second(us[-1])))
+      x = _pool(self.cnn, ps[-1])
+    return us, ps
+
+  def finish(self, p_last: jax.Array) -> jax.Array:
+    """Features ``[B, out_features]`` from the last block's (attended) output."""
+    if self.final is None:
+      return p_last
+    x = _pool(self.cnn, p_last)
+    return activation(self.act)(self.final(x.reshape(x.shape[0], -1)))
+
+
+def _image_shape(input_shape: Sequence[int], blocks: int) -> tuple[int, int, int]:
+  if len(input_shape) != 3:
+    raise ValueError(f"A cnn mtan needs (H, W, C) inputs, got {tuple(input_shape)}.")
+  h, w, c = (int(d) for d in input_shape)
+  if (h >> blocks) < 1 or (w >> blocks) < 1:
+    raise ValueError(f"mtan: input {tuple(input_shape)} is too small for "
+                     f"{blocks} pooling blocks.")
+  return h, w, c
+
+
+class TaskAttention(nnx.Module):
+  """One task's attention modules (``g``, ``h`` per block; ``f`` between
+  blocks) and its head."""
+
+  def __init__(self, backbone: Backbone, task: Task, head_config, *, rngs: nnx.Rngs):
+    cnn, c = backbone.cnn, backbone.widths
+    self.g = nnx.List([_point(cnn, c[j] * (1 if j == 0 else 2), c[j], rngs)
+                       for j in range(len(c))])
+    self.h = nnx.List([_point(cnn, c[j], c[j], rngs) for j in range(len(c))])
+    self.f = nnx.List([_wide(cnn, backbone.kernel_size, c[j], c[j + 1], rngs)
+                       for j in range(len(c) - 1)])
+    self.head = Head(backbone.out_features, task, tuple(head_config.get("hidden", ())),
+                     act=head_config.get("act", "relu"), rngs=rngs)
+
+  def attend(self, backbone: Backbone, us: list, ps: list) -> jax.Array:
+    """The attended output ``ahat^J`` of the last block."""
+    fn = activation(backbone.act)
+    carry = None
+    for j, (u, p) in enumerate(zip(us, ps)):
+      x = u if carry is None else jnp.concatenate([u, carry], axis=-1)
+      mask = jax.nn.sigmoid(self.h[j](fn(self.g[j](x))))
+      attended = mask * p
+      if j < len(self.f):
+        carry = fn(self.f[j](_pool(backbone.cnn, attended)))
+    return attended
+
+
+class MTAN(nnx.Module):
+  """``shared`` backbone, ``tasks[name]`` = attention modules + head.
+
+  Args:
+    tasks: the tasks.
+    input_shape: ``(H, W, C)`` (cnn) or any shape (mlp, flattened).
+    config: ``config.model`` (see the module docstring).
+    rngs: initialisation keys.
+  """
+
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
+               rngs: nnx.Rngs):
+    self.shared = Backbone(input_shape, config.get("trunk", None) or {}, rngs=rngs)
+    head = config.get("head", None) or {}
+    self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head, rngs=rngs)
+                           for t in tasks})
+
+  def features(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The shared features (no masks) and each task's attended features."""
+    if not self.shared.cnn:
+      x = x.reshape(x.shape[0], -1)
+    us, ps = self.shared.blocks(x)
+    per_task = {name: self.shared.finish(att.attend(self.shared, us, ps))
+                for name, att in self.tasks.items()}
+    return self.shared.finish(ps[-1]), per_task
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+    del train
+    _, per_task = self.features(x)
+    return {name: self.tasks[name].head(z) for name, z in per_task.items()}

@@ -1,0 +1,103 @@
+"""Soft parameter sharing: one tower per task, coupled only by penalties.
+
+Duong, Cohn, Bird & Cook, "Low Resource Dependency Parsing: Cross-lingual
+Parameter Sharing in a Neural Network Parser", ACL 2015 (L2 distance between
+the towers' parameters); Yang & Hospedales, "Trace Norm Regularised Deep
+Multi-Task Learning", ICLR Workshop 2017, arXiv:1606.04038 (trace norm of the
+stacked towers). The architecture itself shares nothing; the coupling is a
+penalty on the stacked tower weights (:mod:`mtl_jax.penalties`, configured by
+``config.model.penalties``).
+
+Parameter layout:
+
+* ``cross['towers']``: stacked per-task towers; leading axis = tasks in
+  canonical (sorted-name) order. Each tower is the trunk of ``config.trunk``
+  (MLP or CNN); the K towers run as one batched (``vmap``-ed) computation.
+  They get the gradient of the weighted loss sum, so slice ``k`` receives
+  exactly task ``k``'s (weighted) gradient.
+* ``tasks[name]``: that task's :class:`~mtl_jax.models.heads.Head`. Heads are
+  not stacked, because output widths differ between tasks (classes vs
+  regression dims); padding them would put phantom weights under the
+  penalties.
+* ``shared``: empty. There is no single shared representation, hence no
+  ``encode``/``decode`` (the representation engine does not apply).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+from flax import nnx
+
+from mtl_jax.models.heads import build_heads
+from mtl_jax.models.trunks import build_trunk
+from mtl_jax.tasks import Task
+
+
+def _stacked_towers(trunk_config, input_shape: Sequence[int], num_tasks: int,
+                    rngs: nnx.Rngs) -> nnx.Module:
+  """``num_tasks`` independently initialised trunks stacked on axis 0."""
+  @nnx.split_rngs(splits=num_tasks)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def create(r):
+    return build_trunk(trunk_config, input_shape, rngs=r)
+  return create(rngs)
+
+
+def _run_towers(towers: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
+  """All towers on the same inputs: ``[B, ...] -> [K, B, features]``."""
+  @nnx.vmap(in_axes=(0, None), out_axes=0)
+  def run(tower, inputs):
+    return tower(inputs, train=train)
+  return run(towers, x)
+
+
+class SoftSharing(nnx.Module):
+  """Stacked per-task towers under ``cross``, per-task heads under ``tasks``.
+
+  Config (``config.model``): ``trunk`` (the tower, see
+  :func:`~mtl_jax.models.trunks.build_trunk`), ``head`` (``hidden``, ``act``)
+  and optionally ``penalties`` (read by the trainer, not by the model).
+  """
+
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
+               rngs: nnx.Rngs):
+    tasks = sorted(tasks, key=lambda t: t.name)
+    self.names = tuple(t.name for t in tasks)
+    towers = _stacked_towers(config.trunk, input_shape, len(tasks), rngs)
+    self.cross = nnx.Dict(towers=towers)
+    self.tasks = build_heads(tasks, towers.out_features, config.get("head", None) or {},
+                             rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+    z = _run_towers(self.cross["towers"], x, train)
+    return {name: self.tasks[name](z[k], train=train)
+            for k, name in enumerate(self.names)}
+
+
+def task_slice(params_or_model, task_name: str) -> dict:
+  """One task's tower and head parameters, by task name.
+
+  Args:
+    params_or_model: a :class:`SoftSharing` module, or its parameters
+      ``{'shared', 'tasks', 'cross'}`` as a pure pytree (e.g. ``state.params``).
+    task_name: the task.
+
+  Returns:
+    ``{'tower': ..., 'head': ...}``: the tower is slice ``k`` of every leaf of
+    ``cross['towers']`` (``k`` = the task's index in sorted order), with the
+    structure of a single trunk's parameters; the head is ``tasks[task_name]``.
+
+  Raises:
+    ValueError: if ``task_name`` is not one of the model's tasks.
+  """
+  params = params_or_model
+  if isinstance(params_or_model, nnx.Module):
+    params = nnx.to_pure_dict(nnx.state(params_or_model, nnx.Param))
+  names = sorted(params["tasks"])
+  if task_name not in names:
+    raise ValueError(f"Unknown task {task_name!r}; tasks: {names}.")
+  k = names.index(task_name)
+  return {"tower": jax.tree.map(lambda a: a[k], params["cross"]["towers"]),
+          "head": params["tasks"][task_name]}

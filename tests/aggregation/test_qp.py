@@ -1,0 +1,165 @@
+"""The in-graph solvers of ``_qp``: active-set QP, power allocation, clipping."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtl_jax.aggregation import _qp
+
+RNG = np.random.default_rng(11)
+
+
+@functools.lru_cache(maxsize=None)
+def _nnqp():
+  """Jitted, vmapped ``nonnegative_qp``: [B, T, T], [B, T] -> [B, T]."""
+  return jax.jit(jax.vmap(lambda h, c: _qp.nonnegative_qp(h, c)))
+
+
+def _solve_nnqp(h, c):
+  """Batches padded to 8 problems so equal T share one compilation."""
+  b = len(c)
+  pad = lambda x: np.concatenate([x] + [x[:1]] * (8 - b))
+  out = _nnqp()(jnp.asarray(pad(h), jnp.float32),
+                jnp.asarray(pad(c), jnp.float32))
+  return np.asarray(out, np.float64)[:b]
+
+
+def _brute_force_nnqp(h, c):
+  """Exact minimiser by enumerating every free set (float64, T <= 5)."""
+  t = len(c)
+  best, best_value = None, np.inf
+  for mask in itertools.product([False, True], repeat=t):
+    free = np.array(mask)
+    x = np.zeros(t)
+    if free.any():
+      x[free] = np.linalg.solve(h[np.ix_(free, free)], -c[free])
+    if np.all(x >= -1e-12):
+      value = 0.5 * x @ h @ x + c @ x
+      if value < best_value:
+        best, best_value = x, value
+  return best
+
+
+def _random_gramian(t, p, ridge=0.0, rng=RNG):
+  j = rng.normal(size=(t, p))
+  g = j @ j.T
+  g /= np.mean(np.diag(g))
+  return g + ridge * np.eye(t)
+
+
+def test_nonnegative_qp_hand_computed():
+  # H = [[1, -1], [-1, 2]], c = (1, -1): x1 = 0 (its gradient 1 - x2 > 0 at
+  # the optimum), x2 = 1 / 2 from 2 x2 - 1 = 0; a decoupled third coordinate
+  # with c3 = 1 > 0 stays at 0.
+  h = np.array([[1.0, -1.0, 0.0], [-1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+  x = _solve_nnqp(h[None], np.array([[1.0, -1.0, 1.0]]))
+  np.testing.assert_allclose(x[0], [0.0, 0.5, 0.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("t", [3, 5])
+def test_nonnegative_qp_matches_brute_force(t):
+  hs, cs = [], []
+  for b in range(8):
+    # Some full rank, some rank-deficient (plus a ridge), various scales.
+    h = _random_gramian(t, t + 2 if b % 2 else 2, ridge=0.0 if b % 2 else 1e-3)
+    hs.append(h)
+    cs.append(RNG.normal(size=t))
+  x = _solve_nnqp(np.stack(hs), np.stack(cs))
+  for h, c, xb in zip(hs, cs, x):
+    exact = _brute_force_nnqp(h, c)
+    assert np.all(xb >= 0)
+    np.testing.assert_allclose(xb, exact, atol=2e-5 * max(1, np.abs(exact).max()))
+
+
+def test_lower_bounded_qp_accurate_on_well_conditioned_t64():
+  # min_{w >= u} w^T G w: KKT holds to float32 rounding, and the solution is
+  # within 1e-6 (relative) of the exact optimum on the support it found.
+  t = 64
+  g = _random_gramian(t, 2 * t)
+  lower = np.abs(RNG.normal(size=(2, t))) * (RNG.uniform(size=(2, t)) < 0.5)
+  lower[0] = np.eye(t)[5]
+  lower = lower.astype(np.float32).astype(np.float64)
+  solve = jax.jit(jax.vmap(_qp.lower_bounded_qp, in_axes=(None, 0)))
+  w = np.asarray(solve(jnp.asarray(g, jnp.float32),
+                       jnp.asarray(lower, jnp.float32)), np.float64)
+  for u, wb in zip(lower, w):
+    assert np.all(wb >= u)
+    gw = g @ wb
+    assert gw.min() >= -1e-5 * np.abs(gw).max()
+    free = wb - u > 1e-7
+    exact = u.copy()
+    exact[free] = u[free] + np.linalg.solve(
+        g[np.ix_(free, free)], -(g @ u)[free])
+    assert np.all(exact >= u - 1e-9)            # Still feasible in float64,
+    assert (g @ exact)[~free].min(initial=0) >= -1e-7  # and optimal.
+    assert np.linalg.norm(wb - exact) <= 1e-6 * np.linalg.norm(exact)
+
+
+def test_nonnegative_qp_finite_on_singular_inputs():
+  one = np.array([1.0, 2.0, -1.0])
+  hs = np.stack([np.zeros((3, 3)), np.outer(one, one),
+                 np.array([[1.0, -1, 0], [-1, 1, 0], [0, 0, 0]]),
+                 np.ones((3, 3))])
+  cs = np.stack([-np.ones(3), -one, np.array([-1.0, -1.0, 0.0]),
+                 np.array([-1.0, 0.0, 1.0])])
+  x = _solve_nnqp(hs, cs)
+  assert np.all(np.isfinite(x)) and np.all(x >= 0)
+  # A consistent singular problem is still solved: H = 11^T, c = (-1, 0, 1).
+  np.testing.assert_allclose(np.ones(3) @ x[3], 1.0, atol=1e-6)
+
+
+@functools.lru_cache(maxsize=None)
+def _power(alpha):
+  return jax.jit(jax.vmap(lambda g: _qp.power_allocation(g, alpha)))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+def test_power_allocation_solves_its_equations(alpha):
+  # Random well-conditioned Gramians: G w = w^(-1/alpha) to ~1e-5.
+  gs = np.stack([_random_gramian(6, 12) for _ in range(4)])
+  w = np.asarray(_power(alpha)(jnp.asarray(gs, jnp.float32)), np.float64)
+  for g, wb in zip(gs, w):
+    assert np.all(wb > 0)
+    rhs = wb ** (-1.0 / alpha)
+    np.testing.assert_allclose(g @ wb, rhs, rtol=2e-5)
+
+
+def test_power_allocation_orthogonal_closed_form_and_singular():
+  # Diagonal G: G_tt w_t = w_t^(-1/alpha) -> w_t = G_tt^(-alpha/(1+alpha)).
+  d = np.array([1.0, 4.0, 0.25, 2.0, 9.0, 0.5])
+  gs = np.stack([np.diag(d),
+                 np.zeros((6, 6)) + 1e-6 * np.eye(6),          # zero grads
+                 np.outer(np.ones(6), np.ones(6)) + 1e-6 * np.eye(6),
+                 np.kron(np.array([[1.0, -1.0], [-1.0, 1.0]]), np.eye(3))
+                 + 1e-6 * np.eye(6)])                           # opposite
+  for alpha in (1.0, 3.0):
+    w = np.asarray(_power(alpha)(jnp.asarray(gs, jnp.float32)), np.float64)
+    np.testing.assert_allclose(w[0], d ** (-alpha / (1 + alpha)), rtol=1e-5)
+    assert np.all(np.isfinite(w)) and np.all(w > 0)
+    # All-equal (duplicated) gradients: 6 w = w^(-1/alpha), w equal.
+    np.testing.assert_allclose(w[2], 6.0 ** (-alpha / (1 + alpha)), rtol=1e-4)
+
+
+def test_power_allocation_rejects_bad_alpha():
+  with pytest.raises(ValueError, match="alpha"):
+    _qp.power_allocation(jnp.eye(2), 0.0)
+
+
+def test_clip_weights_overflow_safe():
+  g = np.array([[4.0, 0.0], [0.0, 1.0]])
+  gs = np.stack([g, g, g * 1e36, np.zeros((2, 2))])
+  ws = np.array([[1.0, 1.0], [0.1, 0.1], [1e20, 1e20], [1e30, 1e30]])
+  clip = jax.jit(jax.vmap(lambda w, g: _qp.clip_weights(w, g, 1.0)))
+  out = np.asarray(clip(jnp.asarray(ws, jnp.float32),
+                        jnp.asarray(gs, jnp.float32)), np.float64)
+  assert np.all(np.isfinite(out))
+  # ||J^T w||^2 = 4 + 1 = 5 > 1: scaled by 1 / sqrt(5).
+  np.testing.assert_allclose(out[0], np.ones(2) / np.sqrt(5.0), rtol=1e-6)
+  np.testing.assert_allclose(out[1], [0.1, 0.1], rtol=1e-7)  # Below: kept.
+  # Huge Gramian and weights (w^T G w overflows float32): norm exactly 1.
+  np.testing.assert_allclose(np.sqrt(out[2] @ gs[2] @ out[2]), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(out[3], [1e30, 1e30], rtol=1e-6)  # Zero G.

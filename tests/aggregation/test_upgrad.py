@@ -1,0 +1,119 @@
+"""UPGrad: the mean of the gradients projected onto their dual cone."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtl_jax import aggregation
+
+RNG = np.random.default_rng(1)
+BATCH = 6
+
+
+@functools.lru_cache(maxsize=None)
+def _weights_fn(**hparams):
+  """Jitted, vmapped ``weights``: [B, T, T] Gramians -> [B, T]."""
+  agg = aggregation.get("upgrad", **hparams)
+  return jax.jit(jax.vmap(
+      lambda g: agg.weights(g, agg.init(g.shape[0]), step=0)[0]))
+
+
+def _weights(jac, **hparams):
+  """UPGrad weights of a batch of Jacobians [B, T, P] (float64 out)."""
+  jac = np.asarray(jac, np.float64)
+  gram = np.einsum("bip,bjp->bij", jac, jac)
+  b = len(gram)  # Pad to BATCH so every call with this T shares a compile.
+  pad = np.concatenate([gram] + [gram[:1]] * (BATCH - b))
+  out = _weights_fn(**hparams)(jnp.asarray(pad, jnp.float32))
+  return np.asarray(out, np.float64)[:b]
+
+
+def _project_onto_dual_cone(jac, g):
+  """argmin_{J v >= 0} ||v - g||: enumerate active constraint sets (float64)."""
+  t = len(jac)
+  best, best_dist = None, np.inf
+  for mask in itertools.product([False, True], repeat=t):
+    act = np.array(mask)
+    v = g.copy()
+    if act.any():
+      js = jac[act]
+      lam = np.linalg.lstsq(js @ js.T, js @ g, rcond=None)[0]
+      if np.any(lam < -1e-12):
+        continue
+      v = g - js.T @ lam
+    if np.all(jac @ v >= -1e-9) and np.linalg.norm(v - g) < best_dist:
+      best, best_dist = v, np.linalg.norm(v - g)
+  return best
+
+
+def test_hand_computed_conflicting_pair():
+  # g1 = (1, 0), g2 = (-2, 1), g1.g2 = -2 < 0. Projections onto the dual cone:
+  # g1 - (g1.g2 / |g2|^2) g2 = (0.2, 0.4) = 1 g1 + 0.4 g2, and
+  # g2 - (g2.g1 / |g1|^2) g1 = (0, 1) = 2 g1 + 1 g2. Mean: (0.1, 0.7), with
+  # weights (1.5, 0.7); the sum doubles them.
+  jac = np.array([[[1.0, 0.0], [-2.0, 1.0]]])
+  w = _weights(jac, reg_eps=0.0)
+  np.testing.assert_allclose(w[0], [1.5, 0.7], atol=1e-6)
+  np.testing.assert_allclose(w[0] @ jac[0], [0.1, 0.7], atol=1e-6)
+  np.testing.assert_allclose(_weights(jac, reg_eps=0.0, reduction="sum")[0],
+                             [3.0, 1.4], atol=1e-6)
+  # The default ridge moves the answer by O(reg_eps) only.
+  np.testing.assert_allclose(_weights(jac)[0], [1.5, 0.7], atol=2e-3)
+
+
+def test_non_conflicting_gradients_give_the_mean():
+  # All entries positive: every pair has a positive inner product, each g_i
+  # is in the dual cone, so the projections are the identity (ridge or not).
+  jac = RNG.uniform(0.1, 1.0, size=(4, 2, 3))
+  jac[0] = [[1.0, 0.0, 0.0], [1.0, 2.0, 0.0]]
+  np.testing.assert_allclose(_weights(jac), 0.5, atol=1e-6)
+
+
+def test_opposite_gradients_cancel():
+  # g and -g: the dual cone is the hyperplane g^T v = 0, both projections are
+  # 0 (exactly, weights (1, 1) each, without the ridge).
+  jac = np.array([[[1.0, 2.0], [-1.0, -2.0]]])
+  w = _weights(jac, reg_eps=0.0)
+  np.testing.assert_allclose(w[0], [1.0, 1.0], atol=1e-6)
+  assert np.abs(w[0] @ jac[0]).max() < 1e-6
+  assert np.abs(_weights(jac)[0] @ jac[0]).max() < 1e-3
+
+
+def test_matches_brute_force_projection_and_stays_in_the_dual_cone():
+  # T = 3 random conflicting gradients (two rank-deficient batches): the
+  # direction is the mean of the exact projections, and J d >= 0.
+  jac = RNG.normal(size=(6, 3, 4))
+  jac[:2, :, 2:] = 0.0
+  w = _weights(jac, reg_eps=0.0)
+  for jb, wb in zip(jac, w):
+    expected = np.mean([_project_onto_dual_cone(jb, g) for g in jb], axis=0)
+    scale = np.abs(jb).max()
+    np.testing.assert_allclose(wb @ jb, expected, atol=2e-5 * scale)
+    assert np.all(jb @ (wb @ jb) >= -1e-5 * scale ** 2)
+  w_reg = _weights(jac)  # Default ridge: still (almost) conflict-free.
+  for jb, wb in zip(jac, w_reg):
+    gram = jb @ jb.T
+    assert np.all(gram @ wb >= -1e-3 * np.trace(gram) * np.abs(wb).max())
+
+
+def test_scale_free_and_single_task():
+  jac = RNG.normal(size=(2, 3, 4))
+  w = _weights(jac)
+  np.testing.assert_allclose(_weights(jac * 1e12), w, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_weights(jac * 1e-12), w, rtol=1e-5, atol=1e-6)
+  agg = aggregation.get("upgrad")
+  g = {"w": jnp.array([[3.0, -4.0]])}
+  d, _ = agg.update(g, agg.init(1), step=0, key=jax.random.key(0))
+  np.testing.assert_allclose(d["w"], [3.0, -4.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("hparams,name", [
+    (dict(reg_eps=-1e-3), "reg_eps"), (dict(norm_eps=0.0), "norm_eps"),
+    (dict(reduction="max"), "reduction"), (dict(iterations=0), "iterations")])
+def test_out_of_domain_hyperparameters_raise(hparams, name):
+  with pytest.raises(ValueError, match=name):
+    aggregation.get("upgrad", **hparams)

@@ -1,0 +1,35 @@
+"""Sharded training on 8 forced host devices equals one device."""
+
+import json
+import os
+import subprocess
+import sys
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(data_dir, workdir, method, *extra):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-m", "tests.train.sharded_run", data_dir, str(workdir), method,
+       *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["none", "mgda"])
+def test_data_parallel_equals_single_device(data_dir, tmp_path, method):
+  result = _run(data_dir, tmp_path, method)
+  assert result["max_diff"] <= 1e-6, result
+  assert set(result["devices"]) == {8}
+  assert result["metrics_1"] == result["metrics_8"]
+
+
+def test_fsdp_splits_parameters_and_equals_single_device(data_dir, tmp_path):
+  result = _run(data_dir, tmp_path, "none", "fsdp")
+  assert result["max_diff"] <= 1e-6, result
+  assert any(result["split"]), "no parameter was split over the devices"
