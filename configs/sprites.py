@@ -24,7 +24,7 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   if arg == "mlp":
     trunk = dict(kind="mlp", hidden=(256, 128), act="relu")
   elif arg == "cnn":
-    trunk = dict(kind="cnn", channels=(16, 32), features=64, batch_norm=False, act="relu")
+    trunk = dict(kind="cnn", channels=(8, 16), features=64, batch_norm=False, act="relu")
   else:
     raise ValueError(f"configs/sprites.py: unknown arg {arg!r}; use 'cnn' or 'mlp'.")
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))

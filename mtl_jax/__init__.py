@@ -7,3 +7,7 @@ soft-sharing penalties (``mtl_jax.penalties``), embedded datasets
 """
 
 __version__ = "0.1.0"
+
+from mtl_jax import aggregation, weighting  # noqa: E402  (cheap: lazy registries)
+
+__all__ = ["aggregation", "weighting", "__version__"]

@@ -4,6 +4,7 @@ Every method lives in its own module and follows :mod:`mtl_jax.aggregation.base`
 ``get(name, **hparams)`` builds one; ``names()`` lists them.
 """
 
+from mtl_jax.aggregation.adapter import as_optax, per_task_grads
 from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, gramian
 from mtl_jax.registry import Registry
 
@@ -35,5 +36,5 @@ def names() -> tuple[str, ...]:
   return REGISTRY.names()
 
 
-__all__ = ["Aggregator", "EmptyState", "from_weights", "gramian", "get",
-           "names", "REGISTRY"]
+__all__ = ["Aggregator", "EmptyState", "as_optax", "from_weights", "gramian", "get",
+           "names", "per_task_grads", "REGISTRY"]

@@ -7,12 +7,12 @@ import numpy as np
 from mtl_jax.aggregation import _solvers
 
 RNG = np.random.default_rng(7)
+_PROJECT = jax.jit(jax.vmap(_solvers.project_simplex))
 
 
 def test_project_simplex_is_the_euclidean_projection():
   v = RNG.normal(size=(64, 4)) * RNG.uniform(0.1, 5.0, size=(64, 1))
-  w = np.asarray(jax.jit(jax.vmap(_solvers.project_simplex))(
-      jnp.asarray(v, jnp.float32)), np.float64)
+  w = np.asarray(_PROJECT(jnp.asarray(v, jnp.float32)), np.float64)
   assert np.all(w >= 0)
   np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-5)
   # No simplex point is closer to v (sampled check).
@@ -23,7 +23,7 @@ def test_project_simplex_is_the_euclidean_projection():
   # A point on the simplex is its own projection.
   p = points[:64]
   np.testing.assert_allclose(
-      jax.jit(jax.vmap(_solvers.project_simplex))(jnp.asarray(p, jnp.float32)),
+      _PROJECT(jnp.asarray(p, jnp.float32)),
       p, atol=1e-6)
 
 

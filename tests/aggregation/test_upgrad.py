@@ -40,11 +40,11 @@ def _project_onto_dual_cone(jac, g):
     act = np.array(mask)
     v = g.copy()
     if act.any():
-      js = jac[act]
-      lam = np.linalg.lstsq(js @ js.T, js @ g, rcond=None)[0]
+      js = jac[act]  # v = g + J_S^T lam, lam >= 0, J_S v = 0.
+      lam = np.linalg.lstsq(js @ js.T, -js @ g, rcond=None)[0]
       if np.any(lam < -1e-12):
         continue
-      v = g - js.T @ lam
+      v = g + js.T @ lam
     if np.all(jac @ v >= -1e-9) and np.linalg.norm(v - g) < best_dist:
       best, best_dist = v, np.linalg.norm(v - g)
   return best

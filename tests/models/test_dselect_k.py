@@ -1,0 +1,124 @@
+"""DSelect-k: smooth-step values, simplex, at most k experts once saturated."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mtl_jax import aggregation, models
+from mtl_jax.models.dselect_k import DSelectKGate, code_matrices, smooth_step
+from mtl_jax.train import engines, state as state_lib
+from mtl_jax.train.step import make_train_step
+from tests.train import helpers as h
+
+SHAPE = (8, 8, 1)
+
+
+def _config(**overrides):
+  c = dict(arch="dselect_k", experts=dict(num=5, hidden=(6,)), k=2,
+           head=dict(hidden=()))
+  c.update(overrides)
+  return ml_collections.ConfigDict(c)
+
+
+def test_smooth_step_hand_values():
+  t = np.array([-2.0, -0.5, -0.25, 0.0, 0.25, 0.5, 3.0], np.float32)
+  # -2 t^3 + 1.5 t + 0.5 in the middle (gamma = 1); 0 and 1 outside.
+  np.testing.assert_allclose(smooth_step(t, 1.0),
+                             [0, 0, 0.15625, 0.5, 0.84375, 1, 1], atol=1e-7)
+  np.testing.assert_allclose(smooth_step(2 * t, 2.0), smooth_step(t, 1.0), atol=1e-7)
+
+
+def test_codes_alias_unreachable_codes_to_experts():
+  bits, to_expert = code_matrices(5)
+  assert bits.shape == (8, 3)
+  np.testing.assert_array_equal(bits[6], [1, 1, 0])              # 6 = 0b110
+  np.testing.assert_array_equal(to_expert.argmax(1), [0, 1, 2, 3, 4, 0, 1, 2])
+
+
+def _gate(k=2, n=5):
+  return DSelectKGate(4, n, k=k, gamma=1.0, rngs=nnx.Rngs(0))
+
+
+def _with_params(gate, z_bias, w_bias):
+  """Input-independent logits set by hand (zero kernels)."""
+  gate.z.kernel[...] = np.zeros_like(gate.z.kernel[...])
+  gate.z.bias[...] = np.asarray(z_bias, np.float32)
+  gate.w.kernel[...] = np.zeros_like(gate.w.kernel[...])
+  gate.w.bias[...] = np.asarray(w_bias, np.float32)
+  return gate
+
+
+X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32) * 3
+
+
+def test_saturated_gate_selects_at_most_k_experts():
+  # Selector 1: code 0b011 -> expert 3; selector 2: code 0b110 = 6 -> expert 1.
+  # Combiner softmax(log 3, 0) = (0.75, 0.25).
+  gate = _with_params(_gate(), [-1, 1, 1, 1, 1, -1], [np.log(3.0), 0.0])
+  g = np.asarray(jax.jit(lambda m, x: m(x))(gate, X))
+  np.testing.assert_allclose(g, np.tile([0, 0.25, 0, 0.75, 0], (6, 1)), atol=1e-6)
+  assert np.all((g > 0).sum(1) <= 2)
+
+
+def test_partially_saturated_selector_hand_computed():
+  # z = (-1, 1, 0.25): bits 0 and 1 saturated, bit 2 at S(0.25) = 0.84375,
+  # so the selector splits between codes 0b011 (expert 3) and 0b010 (expert 2).
+  gate = _with_params(_gate(k=1), [-1, 1, 0.25], [0.0])
+  r = np.asarray(jax.jit(lambda m, x: m.selectors(x))(gate, X))
+  np.testing.assert_allclose(r[:, 0], np.tile([0, 0, 0.15625, 0.84375, 0], (6, 1)),
+                             atol=1e-6)
+
+
+def test_random_gate_is_on_the_simplex():
+  gate = _gate(k=3)
+  g, r = jax.jit(lambda m, x: (m(x), m.selectors(x)))(gate, X)
+  assert g.shape == (6, 5) and np.all(np.asarray(g) >= 0)
+  np.testing.assert_allclose(np.sum(g, 1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(np.sum(r, -1), 1.0, rtol=1e-5)
+
+
+def _leaf_paths(tree, prefix=()):
+  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_partition_and_representation_engine_refused():
+  model = models.build(_config(), h.TASKS, SHAPE)
+  p = models.partition(model)
+  groups = [_leaf_paths(getattr(p, g), (g,)) for g in ("shared", "tasks", "cross")]
+  assert sum(map(len, groups)) == len(set().union(*groups))
+  assert set().union(*groups) == _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  assert set(p.tasks["cls"]["gate"]) == {"z", "w"}
+  assert p.tasks["cls"]["gate"]["z"]["kernel"].shape == (64, 2 * 3)  # k * ceil(log2 5)
+  with pytest.raises(ValueError, match="single shared representation"):
+    engines.resolve(h.EQUAL, h.MEAN, "representation",
+                    has_representation=hasattr(model, "encode"))
+
+
+@pytest.mark.parametrize("aggregator", [None, "mgda"])
+def test_trains_two_steps(aggregator):
+  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  agg = aggregation.get(aggregator) if aggregator else None
+  method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
+  tx = optax.adam(1e-2)
+  state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  start = state.params
+  for i in range(2):
+    state, metrics = step(state, h.batch(i))
+    assert np.all(np.isfinite(metrics["losses"])) and not metrics["skipped"]
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), start, state.params)
+  assert all(any(jax.tree.leaves(moved[g])) for g in ("shared", "tasks"))
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(k=0), "model.k.*0"),
+    (dict(gamma=-1.0), "model.gamma.*-1.0"),
+    (dict(gate="softmax"), "model.gate.*'softmax'"),
+])
+def test_bad_config_raises(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    models.build(_config(**overrides), h.TASKS, SHAPE)

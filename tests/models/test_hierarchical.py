@@ -1,0 +1,123 @@
+"""Hierarchical sharing: heads at different trunk depths; gradients stop there."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from mtl_jax import aggregation, models, weighting
+from mtl_jax.models.hierarchical import apply_stage, num_stages
+from mtl_jax.train import engines, optimizer, state as state_lib
+from mtl_jax.train.step import make_forward, make_train_step
+from tests.train import helpers as h
+
+TRUNKS = {"mlp": dict(kind="mlp", hidden=(8, 7, 6)),
+          "cnn": dict(kind="cnn", channels=(4, 5), features=6, batch_norm=True)}
+
+
+def _config(trunk="mlp", task_depth=None):
+  return ml_collections.ConfigDict(dict(
+      arch="hierarchical", trunk=TRUNKS[trunk], head=dict(hidden=()),
+      task_depth=task_depth if task_depth is not None else {"cls": 1}))
+
+
+@functools.cache
+def _model(trunk="mlp"):
+  """``cls`` at depth 1, ``reg`` at the default (last) depth; built once."""
+  return models.build(_config(trunk), h.TASKS, (8, 8, 1))
+
+
+def _paths(tree):
+  return {tuple(str(getattr(k, "key", k)) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+@pytest.mark.parametrize("trunk", ["mlp", "cnn"])
+def test_partition_groups_and_head_widths(trunk):
+  model = _model(trunk)
+  p = models.partition(model)
+  groups = [{(g,) + q for q in _paths(t)}
+            for g, t in (("shared", p.shared), ("tasks", p.tasks), ("cross", p.cross))]
+  assert set().union(*groups) == _paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  assert sum(map(len, groups)) == len(set().union(*groups))  # disjoint
+  assert p.cross == {} and set(p.tasks) == {"cls", "reg"}
+  # cls reads stage 1 (MLP: 8 features; CNN: 4 channels, pooled), reg the last (6).
+  assert p.tasks["cls"]["out"]["kernel"].shape == ((8, 3) if trunk == "mlp" else (4, 3))
+  assert p.tasks["reg"]["out"]["kernel"].shape == (6, 2)
+  assert not hasattr(model, "encode")
+  out = model(jnp.asarray(h.batch(0)["inputs"]))
+  assert out["cls"].shape == (8, 3) and out["reg"].shape == (8, 2)
+
+
+@pytest.mark.parametrize("trunk", ["mlp", "cnn"])
+def test_stages_compose_to_the_trunk(trunk):
+  trunk_module = _model(trunk).shared
+  x = jnp.asarray(h.batch(0)["inputs"])
+  z = x
+  for i in range(num_stages(trunk_module)):
+    z = apply_stage(trunk_module, i, z, train=False)
+  np.testing.assert_allclose(z, trunk_module(x, train=False), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("trunk", ["mlp", "cnn"])
+def test_task_at_depth_one_has_no_gradient_above_layer_one(trunk):
+  p = models.partition(_model(trunk))
+  forward = make_forward(p.graphdef, h.TASKS)
+  jac = jax.jit(jax.jacrev(lambda params: forward(params, p.rest, h.batch(0))[0]))(
+      models.params_of(p))["shared"]  # leaves [task, ...]; task 0 = cls (depth 1)
+  if trunk == "mlp":
+    first, above = jac["layers"][0], [jac["layers"][1], jac["layers"][2]]
+  else:
+    first = {"conv": jac["convs"][0], "norm": jac["norms"][0]}
+    above = [jac["convs"][1], jac["norms"][1], jac["dense"]]
+  assert all(np.any(np.asarray(g[0])) for g in jax.tree.leaves(first))
+  assert not any(np.any(np.asarray(g[0])) for g in jax.tree.leaves(above))
+  # reg (last depth) reaches every layer.
+  assert all(np.any(np.asarray(g[1])) for g in jax.tree.leaves(jac))
+
+
+def test_default_depth_is_the_last_layer():
+  model = models.build(_config(task_depth={}), h.TASKS, (8, 8, 1))
+  assert model.depths == (3, 3)
+
+
+@pytest.mark.parametrize("depth,match", [
+    ({"seg": 1}, r"unknown task\(s\) \['seg'\]"),
+    ({"cls": 0}, r"task_depth\['cls'\] must be an integer in \[1, 3\].*got 0"),
+    ({"cls": 4}, r"task_depth\['cls'\].*got 4"),
+    ({"cls": 1.5}, r"task_depth\['cls'\].*got 1.5"),
+])
+def test_bad_task_depth_raises(depth, match):
+  with pytest.raises(ValueError, match=match):
+    models.build(_config(task_depth=depth), h.TASKS, (8, 8, 1))
+
+
+@pytest.mark.parametrize("agg,engine", [(None, "auto"), ("mgda", "jacobian")])
+def test_trains_two_steps(agg, engine):
+  model = _model("mlp")
+  p = models.partition(model)
+  method = engines.resolve(weighting.get("equal"), agg and aggregation.get(agg), engine,
+                           has_representation=hasattr(model, "encode"))
+  tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
+  start = state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  for i in range(2):
+    state, metrics = step(state, h.batch(i))
+    assert not bool(metrics["skipped"]) and np.all(np.isfinite(metrics["losses"]))
+  assert int(state.step) == 2 and step._cache_size() == 1
+  for group in ("shared", "tasks"):
+    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)),
+                         start.params[group], state.params[group])
+    assert all(jax.tree.leaves(moved)), group
+  if agg:  # MGDA's weights lie on the simplex
+    np.testing.assert_allclose(np.sum(metrics["agg_weights"]), 1.0, rtol=1e-5)
+
+
+def test_representation_engine_is_refused():
+  with pytest.raises(ValueError, match="single shared representation"):
+    engines.resolve(weighting.get("equal"), aggregation.get("mgda"), "representation",
+                    has_representation=hasattr(_model("mlp"), "encode"))

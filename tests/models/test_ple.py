@@ -1,0 +1,94 @@
+"""PLE: progressive extraction through inner shared gates; levels=1 is CGC."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mtl_jax import aggregation, models
+from mtl_jax.train import engines, state as state_lib
+from mtl_jax.train.step import make_train_step
+from tests.train import helpers as h
+
+SHAPE = (8, 8, 1)
+
+
+def _config(**overrides):
+  c = dict(arch="ple", levels=2, experts=dict(num_shared=2, num_task=1, hidden=(6,)),
+           head=dict(hidden=()))
+  c.update(overrides)
+  return ml_collections.ConfigDict(c)
+
+
+def _leaf_paths(tree, prefix=()):
+  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_partition_and_representation_engine_refused():
+  model = models.build(_config(), h.TASKS, SHAPE)
+  p = models.partition(model)
+  groups = [_leaf_paths(getattr(p, g), (g,)) for g in ("shared", "tasks", "cross")]
+  assert sum(map(len, groups)) == len(set().union(*groups))
+  assert set().union(*groups) == _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  inner, last = p.shared["levels"][0], p.shared["levels"][1]
+  # The inner shared gate mixes 2 tasks x 1 task expert + 2 shared experts.
+  assert inner["gate"]["logits"]["kernel"].shape == (64, 4)
+  assert set(last) == {"experts"}
+  assert last["experts"]["kernels"][0].shape == (2, 6, 6)    # level 2 reads level 1
+  assert set(p.tasks["reg"]["levels"]) == {0, 1}
+  with pytest.raises(ValueError, match="single shared representation"):
+    engines.resolve(h.EQUAL, h.MEAN, "representation",
+                    has_representation=hasattr(model, "encode"))
+
+
+def _perturbed(params, path):
+  new = jax.tree.map(lambda a: a, params)
+  node = new
+  for key in path[:-1]:
+    node = node[key]
+  node[path[-1]] = jax.tree.map(lambda a: a + 1.0, node[path[-1]])
+  return new
+
+
+def test_tasks_interact_through_inner_levels_only():
+  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  forward = jax.jit(lambda prm, x: models.merge(p.graphdef, prm, p.rest)(x))
+  params = models.params_of(p)
+  x = np.random.default_rng(0).random((4, *SHAPE), np.float32)
+  base = forward(params, x)
+  inner = forward(_perturbed(params, ("tasks", "reg", "levels", 0, "experts")), x)
+  assert not np.allclose(inner["cls"], base["cls"])     # via the shared gate
+  last = forward(_perturbed(params, ("tasks", "reg", "levels", 1, "experts")), x)
+  np.testing.assert_array_equal(last["cls"], base["cls"])
+  assert not np.allclose(last["reg"], base["reg"])
+
+
+def test_one_level_is_cgc():
+  ple = models.partition(models.build(_config(levels=1), h.TASKS, SHAPE))
+  cgc = models.partition(models.build(_config(arch="cgc"), h.TASKS, SHAPE))
+  # Same parameters, in the same places, from the same seed.
+  jax.tree.map(np.testing.assert_array_equal, models.params_of(ple), models.params_of(cgc))
+
+
+@pytest.mark.parametrize("aggregator", [None, "mgda"])
+def test_trains_two_steps(aggregator):
+  p = models.partition(models.build(_config(gate="dselect_k"), h.TASKS, SHAPE))
+  agg = aggregation.get(aggregator) if aggregator else None
+  method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
+  tx = optax.adam(1e-2)
+  state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  start = state.params
+  for i in range(2):
+    state, metrics = step(state, h.batch(i))
+    assert np.all(np.isfinite(metrics["losses"])) and not metrics["skipped"]
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), start, state.params)
+  assert all(any(jax.tree.leaves(moved[g])) for g in ("shared", "tasks"))
+
+
+def test_bad_levels_raises():
+  with pytest.raises(ValueError, match="model.levels.*0"):
+    models.build(_config(levels=0), h.TASKS, SHAPE)
