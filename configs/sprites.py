@@ -29,7 +29,7 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
     raise ValueError(f"configs/sprites.py: unknown arg {arg!r}; use 'cnn' or 'mlp'.")
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))
   c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
-                  aggregation_kwargs={}, engine="auto")
+                  aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=2e-3, task_learning_rate=ml_collections.config_dict.placeholder(float),
                      schedule="constant", warmup_steps=0, weight_decay=0.0,
                      clip_norm=0.0)

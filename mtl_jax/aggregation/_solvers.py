@@ -19,7 +19,7 @@ TINY = 1e-20
 
 
 def check_choice(name: str, value, choices) -> None:
-  """Raises ``ValueError`` naming ``name`` unless ``value`` is in ``choices``."""
+  """Raises ``ValueError`` naming ``name`` unless ``value`` in ``choices``."""
   if value not in choices:
     raise ValueError(
         f"Hyperparameter {name!r} must be one of {tuple(choices)}, got "

@@ -96,7 +96,8 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-5) -> Aggregator:
   """
   _solvers.check_choice("scale_mode", scale_mode, SCALE_MODES)
   if not 0.0 < rcond < 1.0:
-    raise ValueError(f"Hyperparameter 'rcond' must be in (0, 1), got {rcond!r}.")
+    raise ValueError(
+        f"Hyperparameter 'rcond' must be in (0, 1), got {rcond!r}.")
 
   def init(num_tasks: int, params=None) -> EmptyState:
     del num_tasks, params

@@ -47,7 +47,8 @@ def vaccinate(gramian: jax.Array, targets: jax.Array, orders: jax.Array,
   Args:
     gramian: ``[T, T]`` Gramian.
     targets: ``[T, T]`` current targets.
-    orders: ``[T, T]`` visiting orders (:func:`~mtl_jax.aggregation.pcgrad.task_orders`).
+    orders: ``[T, T]`` visiting orders (see
+      :func:`mtl_jax.aggregation.pcgrad.task_orders`).
     beta: EMA rate.
 
   Returns:

@@ -1,4 +1,4 @@
-"""IMTL-G: the direction with equal projections onto every unit task gradient."""
+"""IMTL-G: the direction with equal projections on all unit task gradients."""
 
 from __future__ import annotations
 

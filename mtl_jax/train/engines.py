@@ -39,15 +39,25 @@ HEAD_GROUPS = ("tasks", "cross")
 
 
 class Method(NamedTuple):
-  """The static description of how a step weights and aggregates."""
+  """The static description of how a step weights and aggregates.
+
+  Attributes:
+    weighting: the loss-weighting method.
+    aggregator: the gradient aggregator, or None (weighted loss sum).
+    engine: one of ``ENGINES``.
+    every: run the engine (per-task gradients, Gramian, aggregation solve)
+      only every ``every`` steps; the steps between reuse the last
+      aggregation weights and Gramian, at the cost of one VJP.
+  """
 
   weighting: Weighting
   aggregator: Optional[Aggregator]
   engine: str
+  every: int = 1
 
   @property
-  def needs_gramian(self) -> bool:
-    return self.engine != "weighted"
+  def periodic(self) -> bool:
+    return self.every > 1
 
 
 class EngineOut(NamedTuple):
@@ -63,18 +73,27 @@ class EngineOut(NamedTuple):
 
 
 def resolve(weighting: Weighting, aggregator: Optional[Aggregator], engine: str,
-            *, has_representation: bool) -> Method:
+            *, has_representation: bool, every: int = 1) -> Method:
   """Checks the engine suits the methods and the model; picks a default.
 
   ``engine='auto'`` selects ``weighted`` when nothing needs per-task
-  gradients and ``jacobian`` otherwise.
+  gradients and ``jacobian`` otherwise. With ``every > 1`` a ``weighted``
+  run becomes ``jacobian`` every ``every`` steps, which logs the gradient
+  cosines at that period for the price of one Jacobian.
   """
+  if not isinstance(every, int) or every < 1:
+    raise ValueError(f"method.every must be a positive integer, got {every!r}.")
+  if every > 1 and aggregator is not None and aggregator.weights is None:
+    raise ValueError(
+        "method.every > 1 reuses the aggregation weights between solves, but this "
+        "aggregator is not a weighted sum of task gradients (it has no `weights`); "
+        "use method.every=1.")
   needs_grads = aggregator is not None or "gramian" in weighting.needs
   if engine == "auto":
     engine = "jacobian" if needs_grads else "weighted"
   if engine not in ENGINES:
     raise ValueError(f"Unknown engine {engine!r}; valid: {('auto',) + ENGINES}.")
-  if engine == "weighted" and needs_grads:
+  if engine == "weighted" and needs_grads and every == 1:
     raise ValueError(
         "engine 'weighted' computes no per-task gradients, but the method needs "
         "them (an aggregator, or a weighting that needs the Gramian); use "
@@ -90,7 +109,9 @@ def resolve(weighting: Weighting, aggregator: Optional[Aggregator], engine: str,
         "engine 'representation' needs a model with a single shared "
         "representation (encode/decode methods); this architecture has none: use "
         "'jacobian' or 'gramian'.")
-  return Method(weighting, aggregator, engine)
+  if every > 1 and engine == "weighted":
+    engine = "jacobian"
+  return Method(weighting, aggregator, engine, every)
 
 
 def _loss_weights(method: Method, losses, state, extras, gram):
@@ -139,6 +160,7 @@ def jacobian(forward, params, rest, batch, method, wstate, astate, extras) -> En
   a = None
   if not has_shared:
     shared_dir = shared_jac
+    a = jnp.ones_like(w) if agg is None or agg.weights is not None else None
   elif agg is None:
     shared_dir = combine(w, shared_jac)
     a = jnp.ones_like(w)
@@ -201,3 +223,20 @@ FULL_FORWARD_ENGINES: dict[str, Callable[..., EngineOut]] = {
     "jacobian": jacobian,
     "gramian": gramian_engine,
 }
+
+
+def reuse(forward, params, rest, batch, method, wstate, astate, extras, agg_weights,
+          gram) -> EngineOut:
+  """The step between two solves: one forward and the weighted VJPs.
+
+  Uses the aggregation weights ``agg_weights`` and Gramian ``gram`` of the
+  last solve: the shared group gets ``grad sum_t a_t w_t L_t`` and the other
+  groups ``grad sum_t w_t L_t``.
+  """
+  losses, vjp, (counts, new_rest) = jax.vjp(
+      lambda p: forward(p, rest, batch), params, has_aux=True)
+  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  shared = vjp(agg_weights * w)[0]["shared"]
+  heads = vjp(w)[0]
+  grads = {"shared": shared, **{g: heads[g] for g in HEAD_GROUPS if g in heads}}
+  return EngineOut(grads, losses, counts, new_rest, w, agg_weights, gram, wstate, astate)

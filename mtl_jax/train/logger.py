@@ -43,7 +43,7 @@ def flatten_train(tasks: Sequence[Task], metrics: dict) -> dict:
     record[f"weight/{name}"] = _py(metrics["weights"][i])
     if "agg_weights" in metrics:
       record[f"agg_weight/{name}"] = _py(metrics["agg_weights"][i])
-  if "gramian" in metrics:
+  if "gramian" in metrics and bool(metrics.get("solved", True)):
     gram = np.asarray(metrics["gramian"], np.float64)
     norms = np.sqrt(np.maximum(np.diag(gram), 0.0))
     for i, a in enumerate(names):
@@ -54,6 +54,8 @@ def flatten_train(tasks: Sequence[Task], metrics: dict) -> dict:
   for key in ("total_loss", "grad_norm", "penalty"):
     record[key] = _py(metrics[key])
   record["skipped"] = bool(metrics["skipped"])
+  if "solved" in metrics:
+    record["solved"] = bool(metrics["solved"])
   record["empty"] = [n for n, c in zip(names, np.asarray(metrics["counts"])) if c == 0]
   if record["skipped"]:
     record["nonfinite_tasks"] = [

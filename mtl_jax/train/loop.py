@@ -55,7 +55,8 @@ def build_method(method_config, *, has_representation: bool) -> engines.Method:
   agg = None if name == "none" else aggregation.get(
       name, **dict(method_config.get("aggregation_kwargs", None) or {}))
   return engines.resolve(w, agg, method_config.get("engine", "auto"),
-                         has_representation=has_representation)
+                         has_representation=has_representation,
+                         every=method_config.get("every", 1))
 
 
 def setup(config) -> Setup:

@@ -19,6 +19,9 @@ class TrainState(NamedTuple):
     weighting_state: the loss-weighting method's state.
     aggregation_state: the aggregator's state (``()`` without one).
     key: uint32 ``[2]`` run key; step ``s`` uses ``fold_in(key, s)``.
+    agg_weights: ``[T]`` aggregation weights of the last solve (reused between
+      solves when ``method.every > 1``).
+    gramian: ``[T, T]`` Gramian of the last solve.
     nonfinite_streak: int32 ``[]`` consecutive skipped (non-finite) updates.
     nonfinite_total: int32 ``[]`` skipped updates in the whole run.
   """
@@ -30,6 +33,8 @@ class TrainState(NamedTuple):
   weighting_state: Any
   aggregation_state: Any
   key: jax.Array
+  agg_weights: jax.Array
+  gramian: jax.Array
   nonfinite_streak: jax.Array
   nonfinite_total: jax.Array
 
@@ -46,6 +51,8 @@ def create(params: dict, rest: dict, tx, method, num_tasks: int, seed: int) -> T
       weighting_state=method.weighting.init(num_tasks),
       aggregation_state=agg.init(num_tasks, params["shared"]) if agg else (),
       key=jax.random.PRNGKey(seed),
+      agg_weights=jnp.ones((num_tasks,), jnp.float32),
+      gramian=jnp.zeros((num_tasks, num_tasks), jnp.float32),
       nonfinite_streak=zero,
       nonfinite_total=zero,
   )

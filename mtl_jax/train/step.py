@@ -92,13 +92,20 @@ def make_train_step(
   """
   tasks = tuple(tasks)
 
+  forward = make_forward(graphdef, tasks)
+
   def engine_out(state, batch, extras):
     args = (state.params, state.rest, batch, method, state.weighting_state,
             state.aggregation_state, extras)
-    if method.engine == "representation":
-      return engines.representation(*make_encode_decode(graphdef, tasks), *args)
-    forward = make_forward(graphdef, tasks)
-    return engines.FULL_FORWARD_ENGINES[method.engine](forward, *args)
+    def solve(_):
+      if method.engine == "representation":
+        return engines.representation(*make_encode_decode(graphdef, tasks), *args)
+      return engines.FULL_FORWARD_ENGINES[method.engine](forward, *args)
+    if not method.periodic:
+      return solve(None)
+    def reuse(_):
+      return engines.reuse(forward, *args, state.agg_weights, state.gramian)
+    return jax.lax.cond(state.step % method.every == 0, solve, reuse, None)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(state.key, state.step)
@@ -113,7 +120,11 @@ def make_train_step(
         params=optax.apply_updates(state.params, updates),
         rest=out.rest, opt_state=opt_state,
         weighting_state=out.weighting_state,
-        aggregation_state=out.aggregation_state)
+        aggregation_state=out.aggregation_state,
+        agg_weights=(state.agg_weights if out.agg_weights is None
+                     else out.agg_weights.astype(state.agg_weights.dtype)),
+        gramian=(state.gramian if out.gramian is None
+                 else out.gramian.astype(state.gramian.dtype)))
     finite = _all_finite(out.losses, grads, penalty_value)
     new_state = _select(finite, updated, state)._replace(
         step=state.step + 1,
@@ -129,6 +140,8 @@ def make_train_step(
       metrics["agg_weights"] = out.agg_weights
     if out.gramian is not None:
       metrics["gramian"] = out.gramian
+    if method.periodic:
+      metrics["solved"] = state.step % method.every == 0
     return new_state, metrics
 
   return train_step

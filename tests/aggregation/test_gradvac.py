@@ -50,6 +50,23 @@ def test_hand_computed_orthogonal_pair():
   np.testing.assert_allclose(new.targets[1, 0], 0.45, atol=1e-6)
 
 
+def test_two_tasks_permutation_equivariant():
+  # For T = 2 the visiting order is irrelevant: swapping the tasks (and the
+  # state) swaps the weights and the new targets, whatever the key.
+  agg = aggregation.get("gradvac", beta=0.1)
+  fn = jax.jit(agg.weights)
+  jac = np.array([[1.0, 0.2, -1.0], [-0.5, 1.0, 0.3]])
+  targets = jnp.array([[0.0, 0.3], [0.6, 0.0]])
+  w, new = fn(jnp.asarray(jac @ jac.T, jnp.float32), GradVacState(targets),
+              key=jax.random.key(0))
+  swap = jac[::-1]
+  w_p, new_p = fn(jnp.asarray(swap @ swap.T, jnp.float32),
+                  GradVacState(targets[::-1, ::-1]), key=jax.random.key(5))
+  np.testing.assert_allclose(w_p, np.asarray(w)[::-1], atol=1e-6)
+  np.testing.assert_allclose(new_p.targets, np.asarray(new.targets)[::-1, ::-1],
+                             atol=1e-6)
+
+
 def test_cosine_reaches_target():
   jac = RNG.normal(size=(16, 2, 5))
   gram = np.einsum("bip,bjp->bij", jac, jac)

@@ -67,9 +67,12 @@ def test_two_tasks_leave_no_conflict():
   scale = np.einsum("bip,bip->b", jac, jac)[:, None]
   # Each projected gradient is not against the other task's gradient, and
   # the two projected gradients do not conflict with each other.
-  assert np.all(np.einsum("bp,bp->b", projected[:, 0], jac[:, 1]) >= -1e-5 * scale[:, 0])
-  assert np.all(np.einsum("bp,bp->b", projected[:, 1], jac[:, 0]) >= -1e-5 * scale[:, 0])
-  assert np.all(np.einsum("bp,bp->b", projected[:, 0], projected[:, 1]) >= -1e-5 * scale[:, 0])
+  def dot(a, b):
+    return np.einsum("bp,bp->b", a, b)
+  tol = -1e-5 * scale[:, 0]
+  assert np.all(dot(projected[:, 0], jac[:, 1]) >= tol)
+  assert np.all(dot(projected[:, 1], jac[:, 0]) >= tol)
+  assert np.all(dot(projected[:, 0], projected[:, 1]) >= tol)
 
 
 def test_coefficients_match_explicit_projections():

@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 
 from mtl_jax import models, tasks as tasks_lib
-from mtl_jax.aggregation.base import from_weights
+from mtl_jax.aggregation.base import from_weights  # noqa: F401 (used by tests)
 from mtl_jax.train import engines, optimizer, state as state_lib
 from mtl_jax.weighting.base import Weighting
 

@@ -97,3 +97,42 @@ def test_engine_errors_are_clear():
     engines.resolve(h.EQUAL, h.MEAN, "weighted", has_representation=True)
   with pytest.raises(ValueError, match="Unknown engine"):
     engines.resolve(h.EQUAL, None, "jacobean", has_representation=True)
+
+
+def test_periodic_engine_reuses_the_last_solve():
+  """every=2: steps 0, 2 solve; steps 1, 3 reuse the weights of the solve before."""
+  step_weights = h.from_weights(
+      lambda n, p=None: (),
+      lambda g, s, *, step, **_: (jnp.stack([step + 1.0, 1.0]).astype(jnp.float32), s))
+  p, _, tx, state = h.setup(aggregator=step_weights, engine="jacobian")
+  method = engines.resolve(h.EQUAL, step_weights, "jacobian", has_representation=True,
+                           every=2)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  seen, solved = [], []
+  for i in range(4):
+    state, metrics = step(state, h.batch(i))
+    seen.append(list(np.asarray(metrics["agg_weights"])))
+    solved.append(bool(metrics["solved"]))
+  assert seen == [[1, 1], [1, 1], [3, 1], [3, 1]]
+  assert solved == [True, False, True, False]
+  assert step._cache_size() == 1
+
+
+def test_periodic_engine_with_constant_weights_equals_every_step():
+  results = []
+  for every in (1, 3):
+    p, _, tx, state = h.setup(aggregator=h.MEAN, engine="jacobian")
+    method = engines.resolve(h.EQUAL, h.MEAN, "jacobian", has_representation=True,
+                             every=every)
+    step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+    for i in range(4):
+      state, _ = step(state, h.batch(i))
+    results.append(state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               *results)
+
+
+def test_periodic_engine_refuses_full_jacobian_aggregators():
+  with pytest.raises(ValueError, match="method.every > 1"):
+    engines.resolve(h.EQUAL, h.MEAN._replace(weights=None), "jacobian",
+                    has_representation=True, every=2)

@@ -1,0 +1,63 @@
+"""The benchmark workloads load the peers' weights and batch exactly.
+
+Our forward outputs and per-task losses must equal a float64 numpy
+re-implementation of the PyTorch computation on the raw ``.npz`` arrays
+(PyTorch layouts), so the peer benchmarks compare byte-identical work.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from benchmarks import workloads as wl
+from mtl_jax.models.partition import merge
+from mtl_jax.train.step import make_forward
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(wl.npz_path("W2", 2)),
+    reason="shared/reference/peer_workloads is not available")
+
+
+def _ours(work):
+  """Per-task losses [K] and outputs [K, B, out] of our model."""
+  def fn(params, rest, batch):
+    losses, _ = make_forward(work.graphdef, work.tasks)(params, rest, batch)
+    preds = merge(work.graphdef, params, rest)(batch["inputs"])
+    return losses, [preds[t.name] for t in work.tasks]
+  losses, outs = jax.jit(fn)(work.params, work.rest, work.batch)
+  return np.asarray(losses), np.stack([np.asarray(o) for o in outs])
+
+
+def _check(work):
+  losses, outs = _ours(work)
+  ref_losses, ref_outs = wl.numpy_reference(work.name, work.npz, work.num_tasks)
+  np.testing.assert_allclose(outs, ref_outs, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
+
+
+def test_w1_matches_pytorch_computation():
+  work = wl.load("W1", 8)
+  assert [t.name for t in work.tasks] == [f"t0{k}" for k in range(8)]
+  assert work.batch["inputs"].shape == (256, 64)
+  assert all(m.all() for m in work.batch["mask"].values())
+  _check(work)
+
+
+@pytest.mark.parametrize("conv,pool", [(wl.DEFAULT_CONV, wl.DEFAULT_POOL),
+                                       ("xla_nhwc", "reduce_window"),
+                                       ("xla_nchw", "reshape")])
+def test_w2_matches_pytorch_computation(conv, pool):
+  work = wl.load("W2", 2, conv=conv, pool=pool)
+  layout = (256, 1, 36, 36) if conv == "xla_nchw" else (256, 36, 36, 1)
+  assert work.batch["inputs"].shape == layout
+  assert work.batch["targets"]["t01"].dtype == np.int32
+  _check(work)
+
+
+def test_unknown_workload_and_formulation_raise():
+  with pytest.raises(ValueError, match="Unknown workload"):
+    wl.load("W3", 2)
+  with pytest.raises(ValueError, match="conv must be"):
+    wl.load("W2", 2, conv="fft")
