@@ -117,6 +117,8 @@ def main(argv=None) -> int:
   if _CONFIG.value is None:
     print(f"mtl-jax {command}: --config is required.\n\n{_usage()}", file=sys.stderr)
     return 2
+  from mtl_jax.train import distributed
+  distributed.initialize(_CONFIG.value)
   {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value)
   return 0
 

@@ -42,6 +42,8 @@ def conflict_averse_weights(gramian: jax.Array, c: float,
   g, _ = normalize_gramian(g)
   t = g.shape[0]
   b = jnp.full((t,), 1.0 / t, g.dtype)
+  if t == 1:
+    return b
   gb = g @ b
   k = c * _solvers.safe_sqrt(b @ gb)
   lam_max = jnp.linalg.eigvalsh(g)[-1]
@@ -65,8 +67,6 @@ def conflict_averse_weights(gramian: jax.Array, c: float,
 
   one = jnp.ones((), g.dtype)
   init = (b, b, one, b, objective(b))
-  if t == 1:
-    return b
   return jax.lax.fori_loop(0, num_iters, body, init)[3]
 
 

@@ -78,8 +78,9 @@ def test_cosine_reaches_target():
                                 jnp.asarray(targets, jnp.float32), orders)
   adjusted = np.einsum("bik,bkp->bip", np.asarray(coef, np.float64), jac)
   for i, j in ((0, 1), (1, 0)):
-    got = np.einsum("bp,bp->b", adjusted[:, i], jac[:, j]) / (
-        np.linalg.norm(adjusted[:, i], axis=1) * np.linalg.norm(jac[:, j], axis=1))
+    norms = (np.linalg.norm(adjusted[:, i], axis=1)
+             * np.linalg.norm(jac[:, j], axis=1))
+    got = np.einsum("bp,bp->b", adjusted[:, i], jac[:, j]) / norms
     np.testing.assert_allclose(got, target, atol=1e-4)
 
 

@@ -94,7 +94,8 @@ def test_orders_depend_on_key_and_are_permutations():
   assert len({tuple(row) for row in orders}) > 1
   other = np.asarray(fn(jax.random.key(1)))
   assert not np.array_equal(orders, other)
-  np.testing.assert_array_equal(task_orders(3, None), np.tile(np.arange(3), (3, 1)))
+  np.testing.assert_array_equal(task_orders(3, None),
+                                np.tile(np.arange(3), (3, 1)))
 
 
 def test_two_tasks_permutation_equivariant():
