@@ -156,34 +156,39 @@ def torch_losses(work: wl.Workload) -> np.ndarray:
 
 
 def time_torch(step: Callable[[], None], *, steps: int, min_time: float,
-               warmup: int = 0) -> list[float]:
+               warmup: int = 0) -> tuple[list[float], list[float]]:
+  """Per-step wall and process-CPU times (s) of a PyTorch step."""
   for _ in range(warmup):
     step()
-  times, start = [], time.perf_counter()
+  times, cpu, start = [], [], time.perf_counter()
   while len(times) < steps or time.perf_counter() - start < min_time:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     step()
     times.append(time.perf_counter() - t0)
-  return times
+    cpu.append(time.process_time() - c0)
+  return times, cpu
 
 
 # ----------------------------------------------------------------- interleaving
 
 
 def duel(cell: tp.Cell, peer: Callable[[], None], *, steps: int, warmup: int,
-         min_time: float, passes: int) -> tuple[float, float]:
-  """Median step times (s) of ours and the peer, timed in alternation."""
-  ours, theirs = [], []
-  _, cell.state = tp.time_steps(cell.run, cell.state, cell.batch, steps=0,
-                                min_time=0.0, warmup=warmup)
+         min_time: float, passes: int) -> dict:
+  """Median wall and CPU step times (s) of ours and the peer, in alternation."""
+  acc = {k: [] for k in ("ours", "ours_cpu", "peer", "peer_cpu")}
+  _, _, cell.state = tp.time_steps(cell.run, cell.state, cell.batch, steps=0,
+                                   min_time=0.0, warmup=warmup)
   time_torch(peer, steps=0, min_time=0.0, warmup=warmup)
   per = max(1, -(-steps // passes))
   for _ in range(passes):
-    t, cell.state = tp.time_steps(cell.run, cell.state, cell.batch, steps=per,
-                                  min_time=min_time / passes)
-    ours += t
-    theirs += time_torch(peer, steps=per, min_time=min_time / passes)
-  return statistics.median(ours), statistics.median(theirs)
+    t, c, cell.state = tp.time_steps(cell.run, cell.state, cell.batch, steps=per,
+                                     min_time=min_time / passes)
+    acc["ours"] += t
+    acc["ours_cpu"] += c
+    t, c = time_torch(peer, steps=per, min_time=min_time / passes)
+    acc["peer"] += t
+    acc["peer_cpu"] += c
+  return {k: statistics.median(v) for k, v in acc.items()}
 
 
 def peer_of(spec: tp.MethodSpec, num_tasks: int):
@@ -221,17 +226,21 @@ def run_case(work: wl.Workload, specs, engine_filter, *, steps, warmup, min_time
       except ValueError as e:
         log(f"skip {case} {spec.label}/{engine}: {str(e)[:80]}")
         continue
-      ours, theirs = duel(cell, peer, steps=steps, warmup=warmup,
-                          min_time=min_time, passes=passes)
+      d = duel(cell, peer, steps=steps, warmup=warmup, min_time=min_time,
+               passes=passes)
+      ours, theirs = d["ours"], d["peer"]
       if peer_label == "torch":
         plain_now = 1 / theirs
       row = dict(workload=work.name, K=work.num_tasks, method=spec.label,
                  kind=spec.kind, engine=engine, ours_steps_per_s=1 / ours,
                  peer=peer_label, peer_steps_per_s=1 / theirs, ratio=theirs / ours,
+                 ours_cpu_ms=1e3 * d["ours_cpu"], peer_cpu_ms=1e3 * d["peer_cpu"],
+                 cpu_ratio=d["peer_cpu"] / d["ours_cpu"],
                  libmtl_est_steps_per_s=libmtl_estimate(spec.label, case, plain_now))
       rows.append(row)
       log(f"{work.name} K={work.num_tasks:2d} {spec.label:>12}/{engine:<14} ours "
-          f"{1 / ours:8.1f}  {peer_label:<18} {1 / theirs:8.1f}  ratio {theirs / ours:5.2f}")
+          f"{1 / ours:8.1f}  {peer_label:<18} {1 / theirs:8.1f}  ratio {theirs / ours:5.2f}"
+          f"  cpu ratio {d['peer_cpu'] / d['ours_cpu']:5.2f}")
   return rows
 
 
@@ -276,14 +285,15 @@ def markdown(rows: list[dict], goals: list[dict], env: dict) -> str:
            f"load average {env['load_average']} -> {env.get('load_average_end')}, "
            f"{env['time']}.", "",
            "| case | method | engine | ours steps/s | peer | peer steps/s | "
-           "ours/peer | libmtl~ steps/s | ours/libmtl~ |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "ours/peer (wall) | ours/peer (CPU time) | libmtl~ steps/s | ours/libmtl~ |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     est = r.get("libmtl_est_steps_per_s")
     est_s = f"{est:.1f} | {r['ours_steps_per_s'] / est:.2f}" if est else " | "
     lines.append(f"| {r['workload']} K={r['K']} | {r['method']} | {r['engine']} | "
                  f"{r['ours_steps_per_s']:.1f} | {r['peer']} | "
-                 f"{r['peer_steps_per_s']:.1f} | {r['ratio']:.2f} | {est_s} |")
+                 f"{r['peer_steps_per_s']:.1f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | "
+                 f"{est_s} |")
   lines += ["", "| target | case | value | met |", "|---|---|---|---|"]
   for g in goals:
     lines.append(f"| {g['target']} | {g['case']} | {g['value']:.2f} | "
@@ -318,6 +328,9 @@ def parse(argv=None) -> argparse.Namespace:
                  help="minimum timed seconds per side and cell")
   p.add_argument("--passes", type=int, default=4)
   p.add_argument("--threads", type=int, default=2)
+  p.add_argument("--pin", action="store_true",
+                 help="pin the process to one core and use 1 torch thread: a "
+                      "load-robust measure of the work per step")
   p.add_argument("--tag", default="")
   return p.parse_args(argv)
 
@@ -325,8 +338,12 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
   args = parse(argv)
   import torch
+  if args.pin:
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    args.threads = 1
   torch.set_num_threads(args.threads)
   env = environment()
+  env["pinned_to_one_core"] = args.pin
   print(f"environment: {env}", flush=True)
   specs = tp.select_methods(args.methods)
   rows = []

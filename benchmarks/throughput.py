@@ -15,7 +15,8 @@ and batch (:mod:`benchmarks.workloads`), and measures:
 * ``steps_per_s`` = 1 / median step time over ``--steps`` timed steps (and at
   least ``--min-time`` seconds) after ``--warmup`` steps, each step timed to
   ``block_until_ready`` of the new state and metrics; ``examples_per_s`` =
-  batch size x ``steps_per_s``;
+  batch size x ``steps_per_s``; ``cpu_ms``: median process CPU time per step
+  (all threads), the work a step costs, steadier than wall time under load;
 * memory: ``xla_peak_mb`` = XLA's buffer assignment of the compiled step
   (arguments + outputs - donated aliases + temporaries, from
   ``compiled.memory_analysis()``: the working set the step needs, exact and
@@ -147,21 +148,23 @@ def build_cell(work: wl.Workload, spec: MethodSpec, engine: str) -> Cell:
 
 def time_steps(run: Callable, state, batch, *, steps: int, min_time: float,
                warmup: int = 0):
-  """Per-step wall times (s) of ``state, metrics = run(state, batch)``.
+  """Per-step wall and process-CPU times (s) of ``state, m = run(state, batch)``.
 
-  Returns ``(times, state)``; every step is synchronised with
-  ``block_until_ready``.
+  Returns ``(wall_times, cpu_times, state)``; every step is synchronised with
+  ``block_until_ready``. CPU time (all threads of the process) is what the
+  step cost in work; it moves much less than wall time on a loaded machine.
   """
   for _ in range(warmup):
     state, metrics = run(state, batch)
   jax.block_until_ready(state)
-  times, start = [], time.perf_counter()
+  times, cpu, start = [], [], time.perf_counter()
   while len(times) < steps or time.perf_counter() - start < min_time:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     state, metrics = run(state, batch)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
-  return times, state
+    cpu.append(time.process_time() - c0)
+  return times, cpu, state
 
 
 def _maxrss_mb() -> float:
@@ -173,14 +176,14 @@ def measure(work: wl.Workload, spec: MethodSpec, engine: str, *, steps: int,
   """Compiles and times one cell; returns its result row."""
   rss0 = _maxrss_mb()
   cell = build_cell(work, spec, engine)
-  times, _ = time_steps(cell.run, cell.state, cell.batch, steps=steps,
-                        min_time=min_time, warmup=warmup)
+  times, cpu, _ = time_steps(cell.run, cell.state, cell.batch, steps=steps,
+                             min_time=min_time, warmup=warmup)
   median = statistics.median(times)
   return dict(
       workload=work.name, K=work.num_tasks, method=spec.label, kind=spec.kind,
       engine=engine, steps_per_s=1.0 / median,
       examples_per_s=work.batch_size / median, median_ms=1e3 * median,
-      timed_steps=len(times), compile_s=cell.compile_s,
+      cpu_ms=1e3 * statistics.median(cpu), timed_steps=len(times), compile_s=cell.compile_s,
       xla_peak_mb=cell.xla_peak_mb, xla_temp_mb=cell.xla_temp_mb,
       rss_delta_mb=_maxrss_mb() - rss0)
 
@@ -234,20 +237,24 @@ def conv_study(*, steps: int, warmup: int, min_time: float, passes: int = 3,
   for conv, pool in combos:
     cells[(conv, pool)] = build_cell(wl.load("W2", 2, conv=conv, pool=pool), spec,
                                      "weighted")
-  times = {c: [] for c in combos}
-  for _ in range(passes):
+  times = {c: ([], []) for c in combos}
+  for i in range(passes):
     for combo in combos:
       cell = cells[combo]
-      t, cell.state = time_steps(cell.run, cell.state, cell.batch, steps=steps,
-                                 min_time=min_time / passes, warmup=warmup)
-      times[combo] += t
+      t, c, cell.state = time_steps(cell.run, cell.state, cell.batch,
+                                    steps=max(1, steps // passes),
+                                    min_time=min_time / passes,
+                                    warmup=warmup if i == 0 else 0)
+      times[combo][0].extend(t)
+      times[combo][1].extend(c)
   rows = []
-  for (conv, pool), t in times.items():
-    med = statistics.median(t)
+  for (conv, pool), (t, c) in times.items():
+    med, cpu = statistics.median(t), statistics.median(c)
     rows.append(dict(conv=conv, pool=pool, steps_per_s=1 / med, median_ms=1e3 * med,
-                     compile_s=cells[(conv, pool)].compile_s,
+                     cpu_ms=1e3 * cpu, compile_s=cells[(conv, pool)].compile_s,
                      xla_peak_mb=cells[(conv, pool)].xla_peak_mb))
-    log(f"W2 conv={conv:<9} pool={pool:<13} {1 / med:7.1f} steps/s")
+    log(f"W2 conv={conv:<9} pool={pool:<13} {1 / med:7.1f} steps/s  "
+        f"{1e3 * med:7.1f} ms wall  {1e3 * cpu:7.1f} ms CPU")
   return rows
 
 
@@ -282,7 +289,7 @@ def markdown(rows: list[dict], env: dict) -> str:
       keys.append((r["method"], r["engine"]))
   cell = {(r["method"], r["engine"], r["workload"], r["K"]): r for r in rows}
   head = " | ".join(f"{w} K={k}" for w, k in cols)
-  lines = [f"Throughput (steps/s; compile s; XLA peak MB), jax {env['jax']} on "
+  lines = [f"Throughput: steps/s (CPU ms/step; compile s; XLA peak MB), jax {env['jax']} on "
            f"{env['backend']}, {env['cpus']} CPUs, load average "
            f"{env['load_average']}, {env['time']}.", "",
            f"| method | engine | {head} |", "|---|---|" + "---|" * len(cols)]
@@ -295,8 +302,8 @@ def markdown(rows: list[dict], env: dict) -> str:
       elif "error" in r:
         vals.append("error")
       else:
-        vals.append(f"{r['steps_per_s']:.1f} ({r['compile_s']:.1f}; "
-                    f"{r['xla_peak_mb']:.1f})")
+        vals.append(f"{r['steps_per_s']:.1f} ({r['cpu_ms']:.1f}; "
+                    f"{r['compile_s']:.1f}; {r['xla_peak_mb']:.1f})")
     lines.append(f"| {method} | {engine} | " + " | ".join(vals) + " |")
   return "\n".join(lines) + "\n"
 

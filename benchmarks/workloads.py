@@ -51,7 +51,7 @@ WORKLOADS = ("W1", "W2")
 CONVS = ("xla_nhwc", "xla_nchw", "im2col")
 POOLS = ("reduce_window", "reshape")
 # The fastest W2 formulation measured on XLA:CPU (see benchmarks/README.md).
-DEFAULT_CONV = "im2col"
+DEFAULT_CONV = "xla_nhwc"
 DEFAULT_POOL = "reshape"
 BATCH = 256
 LEARNING_RATE = 1e-3

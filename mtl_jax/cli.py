@@ -9,6 +9,10 @@
 Configs are Python files with ``get_config(arg)``; ``--config=path:arg``
 passes ``arg``; ``--config.a.b=value`` overrides a field (unknown fields are
 an error with a suggestion).
+
+``train`` exit codes: 0 done; 2 bad arguments; 3 halted on non-finite updates
+(``train.nonfinite='halt'``; the last good state is checkpointed); 143 stopped
+by SIGTERM after saving a checkpoint (rerun with ``--resume``).
 """
 
 from __future__ import annotations
@@ -44,10 +48,17 @@ def _print_eval(values: dict, losses: dict) -> None:
     print(f"  {task}: {shown}, loss={losses[task]:.4f}")
 
 
-def _train(config) -> None:
-  from mtl_jax.train import loop
-  result = loop.train(config, workdir=_WORKDIR.value, resume=_RESUME.value,
-                      progress=_PROGRESS.value)
+def _train(config) -> int:
+  from mtl_jax.train import loop, signals
+  try:
+    result = loop.train(config, workdir=_WORKDIR.value, resume=_RESUME.value,
+                        progress=_PROGRESS.value)
+  except loop.NonFiniteHalt as e:  # exit 3: the run diverged (checkpoint saved)
+    print(f"mtl-jax train: {e}", file=sys.stderr)
+    return 3
+  except signals.Preempted as e:  # exit 143 (128 + SIGTERM): resume later
+    print(f"mtl-jax train: {e}", file=sys.stderr)
+    return signals.EXIT_CODE
   print(f"Trained {int(result.state.step)} steps ({result.steps_per_second:.1f} steps/s); "
         f"run directory: {result.workdir}")
   for split, values in result.evaluation.items():
@@ -119,8 +130,7 @@ def main(argv=None) -> int:
     return 2
   from mtl_jax.train import distributed
   distributed.initialize(_CONFIG.value)
-  {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value)
-  return 0
+  return {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value) or 0
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ gradients to one update, so it chains with any optax optimizer::
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
 
-Inside ``jax.pmap`` / ``shard_map``, average the stacked gradients over the
-data axis (``lax.pmean(grads, axis)``) before ``tx.update``: the aggregation
-of the averaged Jacobian is then the same on every device.
+Inside ``jax.pmap``, average the stacked gradients over the data axis
+(``lax.pmean((losses, grads), axis)``) before ``tx.update``: every device then
+aggregates the global Jacobian. Inside ``shard_map``, differentiate the global
+losses instead (``per_task_grads(lambda p, *a: lax.pmean(losses_fn(p, *a),
+axis), params, ...)``): the gradient w.r.t. replicated parameters is then
+already the global Jacobian (JAX inserts the cross-device sum itself).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ def per_task_grads(losses_fn: Callable[..., jax.Array], params: Any, *args,
                    **kwargs) -> tuple[jax.Array, Any]:
   """Per-task losses ``[T]`` and gradients (every leaf ``[T, ...]``)."""
   losses, vjp = jax.vjp(lambda p: losses_fn(p, *args, **kwargs), params)
-  grads = jax.vmap(lambda c: vjp(c)[0])(jnp.eye(losses.shape[0], dtype=losses.dtype))
+  # Multiplying by ones_like(losses) gives the cotangents the losses' type,
+  # which shard_map requires when the losses vary over a mesh axis.
+  eye = jnp.eye(losses.shape[0], dtype=losses.dtype) * jnp.ones_like(losses)[None, :]
+  grads = jax.vmap(lambda c: vjp(c)[0])(eye)
   return losses, grads
 
 

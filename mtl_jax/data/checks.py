@@ -73,6 +73,10 @@ def check_declarations(tasks: Sequence[Any], natural: Mapping[str, dict],
       raise ValueError(f"Task {task.name!r}: the config declares kind "
                        f"{task.kind!r}; dataset {dataset!r} has kind "
                        f"{decl['kind']!r}.")
+    if decl.get("ignore_label") not in (None, getattr(task, "ignore_label", None)):
+      raise ValueError(f"Task {task.name!r}: the config declares ignore_label="
+                       f"{getattr(task, 'ignore_label', None)!r}; dataset "
+                       f"{dataset!r} has ignore_label={decl.get('ignore_label')!r}.")
     field = _SIZE_FIELD[task.kind]
     if getattr(task, field) != _declared(decl, field):
       raise ValueError(f"Task {task.name!r}: the config declares {field}="
@@ -124,10 +128,16 @@ def _check_range(task: str, decl: Mapping[str, Any], values: np.ndarray) -> None
     low, high = 0, 1
   else:
     return
+  ignore = decl.get("ignore_label")
+  if ignore is not None:
+    values = values[values != ignore]
   if values.size and (values.min() < low or values.max() > high):
     bad = values.min() if values.min() < low else values.max()
+    hint = ("; a negative label marking a missing one must be declared as "
+            "ignore_label in the dataset's and the config's task declarations"
+            if bad < 0 else "")
     raise ValueError(f"Task {task!r}: label {bad} is out of range [{low}, "
-                     f"{high}].")
+                     f"{high}]{hint}.")
 
 
 def targets(task: str, decl: Mapping[str, Any], values: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mtl_jax.tasks import Task
@@ -81,6 +82,21 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return values.sum() / jnp.maximum(mask.sum(), 1).astype(values.dtype)
 
 
+def check_shapes(task: Task, pred, target, mask) -> None:
+  """Raises (at trace time) unless predictions, targets and mask fit the task."""
+  batch, width = mask.shape[0], task.out_features
+  label_width = 1 if task.kind == "multiclass" else width
+  size = lambda shape: int(np.prod(shape[1:], dtype=np.int64))
+  if (pred.shape[:1] != (batch,) or size(pred.shape) != width
+      or target.shape[:1] != (batch,) or size(target.shape) != label_width):
+    labels = "[B]" if label_width == 1 else f"[B, {label_width}]"
+    raise ValueError(
+        f"Task {task.name!r}: predictions {tuple(pred.shape)} and targets "
+        f"{tuple(target.shape)} do not fit a {task.kind} task with "
+        f"{width} output(s) and a batch of {batch}: expected predictions "
+        f"[B, {width}] and targets {labels}.")
+
+
 def task_loss(task: Task, pred, target, mask) -> tuple[jax.Array, jax.Array]:
   """Masked mean loss of one task and the number of examples it averaged.
 
@@ -93,6 +109,7 @@ def task_loss(task: Task, pred, target, mask) -> tuple[jax.Array, jax.Array]:
   Returns:
     ``(loss, count)``; ``loss`` is 0 when ``count`` is 0.
   """
+  check_shapes(task, pred, target, mask)
   mask = effective_mask(task, target, mask)
   # Zero the targets of masked-out rows first: a NaN there would otherwise
   # reach the gradient through the backward pass of `where`.

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from mtl_jax import aggregation, data, models, tasks as tasks_lib, weighting
 from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
+from mtl_jax.train import signals, validate
 from mtl_jax.train.checkpoint import Checkpointer, meta_for
 from mtl_jax.train.step import make_eval_step, make_train_step
 
@@ -108,16 +109,6 @@ def compile_run(s: Setup, penalty=None) -> Compiled:
       eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks)))
 
 
-def _check_train_config(train_config) -> None:
-  for key in ("num_steps", "batch_size"):
-    value = train_config.get(key)
-    if not isinstance(value, int) or value <= 0:
-      raise ValueError(f"train.{key} must be a positive integer, got {value!r}.")
-  if train_config.get("nonfinite", "skip") not in ("skip", "halt"):
-    raise ValueError("train.nonfinite must be 'skip' or 'halt', got "
-                     f"{train_config.get('nonfinite')!r}.")
-
-
 def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
   if batch_size % jax.process_count():
     raise ValueError(f"batch size {batch_size} is not divisible by the process "
@@ -162,7 +153,7 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
     eval_splits: splits evaluated at the end (and every ``train.eval_every``
       steps on ``validation``).
   """
-  _check_train_config(config.train)
+  validate.check_config(config)  # every config error before compiling
   workdir = workdir or config.workdir
   s = setup(config)
   tc = config.train
@@ -182,11 +173,13 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
     train_iter.set_state(data_state)
     logger.truncate_after(writer.path, start)
   _write_config(workdir, config)
+  stop = signals.StopSignal().install()  # SIGTERM: save, then raise Preempted
   try:
     state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta, writer,
-                                   progress)
+                                   progress, stop)
     ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
   finally:
+    stop.restore()
     ckpt.close()  # waits for pending asynchronous saves, also on errors
   evaluation, eval_losses = {}, {}
   for split in eval_splits:
@@ -204,7 +197,7 @@ def _write_config(workdir: str, config) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
-def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress):
+def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None):
   """The step loop; returns the final state and steps/s after compilation."""
   tc = s.config.train
   num_steps, log_every = int(tc.num_steps), max(int(tc.get("log_every", 50)), 1)
@@ -215,8 +208,11 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress):
   bar = tqdm(total=num_steps, initial=start, disable=(None if progress is None else not progress),
              desc=s.config.get("name", "train"), unit="step", dynamic_ncols=True)
   t0, timed_from = time.perf_counter(), start
+  empty = validate.EmptyBatchGuard(int(tc.get("max_empty_batches", 100)),
+                                   [t.name for t in s.tasks])
   for step in range(start + 1, num_steps + 1):
     state, metrics = compiled.step(state, compiled.put(next(train_iter), batch_size))
+    empty.observe(step, metrics["counts"])  # checked a step later: no device wait
     if step == start + 1:  # exclude compilation from the throughput
       jax.block_until_ready(state)
       t0, timed_from = time.perf_counter(), step
@@ -230,9 +226,13 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress):
       ckpt.save(step, state, train_iter.get_state(), meta, force=True)
       raise NonFiniteHalt(
           f"Halting at step {step}: {halt_after} consecutive updates had non-finite "
-          f"losses or gradients (see {writer.path}).")
+          f"losses or gradients (see {writer.path}); the state before them is "
+          f"saved as checkpoint step {step} in {ckpt.directory}.")
     if ckpt.should_save(step):
       ckpt.save(step, state, train_iter.get_state(), meta)
+    if stop is not None and stop.requested(step):
+      ckpt.save(step, state, train_iter.get_state(), meta, force=True)
+      raise signals.Preempted(step, ckpt.directory, stop.signal_name)
     if eval_every and step % eval_every == 0 and step < num_steps:
       values, losses = evaluate(s, compiled, state, "validation")
       writer.write(step, "validation", logger.flatten_eval(values, losses))

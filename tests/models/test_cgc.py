@@ -71,7 +71,7 @@ def test_trains_two_steps(aggregator):
   p = models.partition(models.build(_config(), h.TASKS, SHAPE))
   agg = aggregation.get(aggregator) if aggregator else None
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
-  tx = optax.adam(1e-2)
+  tx = optax.sgd(1e-2)
   state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
   step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
   start = state.params

@@ -1,0 +1,113 @@
+"""Learning to branch: hand-set logits give the implied tree and network."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mtl_jax import aggregation, models
+from mtl_jax.models.branching import BranchingSearch, derive_architecture
+from mtl_jax.train import engines, state as state_lib
+from mtl_jax.train.step import make_train_step
+from tests.train import helpers as h
+
+SHAPE = (8, 8, 1)
+
+
+def _config(**branching):
+  return ml_collections.ConfigDict(dict(
+      arch="branching", trunk=dict(kind="mlp", hidden=(4, 4, 4)),
+      branching=dict(dict(blocks=(1, 2, 3)), **branching), head=dict(hidden=())))
+
+
+def _leaf_paths(tree, prefix=()):
+  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_partition_and_representation_engine_refused():
+  model = models.build(_config(), h.TASKS, SHAPE)
+  p = models.partition(model)
+  groups = [_leaf_paths(getattr(p, g), (g,)) for g in ("shared", "tasks", "cross")]
+  assert sum(map(len, groups)) == len(set().union(*groups))
+  assert set().union(*groups) == _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  assert [len(layer) for layer in p.shared["layers"].values()] == [1, 2, 3]
+  assert [a.shape for a in p.cross["parents"].values()] == [(2, 1), (3, 2)]
+  assert {n: a.shape for n, a in p.cross["heads"].items()} == {"cls": (3,), "reg": (3,)}
+  assert set(p.rest) == {"count", "noise_key"}               # search state, not params
+  with pytest.raises(ValueError, match="single shared representation"):
+    engines.resolve(h.EQUAL, h.MEAN, "representation",
+                    has_representation=hasattr(model, "encode"))
+
+
+def _hand_set(params, big=100.0):
+  """Layer 2: blocks 0, 1, 2 take parents 1, 0, 1; cls reads block 2, reg block 1."""
+  params = jax.tree.map(np.asarray, params)
+  params["cross"]["parents"][1] = big * np.eye(2, dtype=np.float32)[[1, 0, 1]]
+  params["cross"]["heads"]["cls"] = big * np.eye(3, dtype=np.float32)[2]
+  params["cross"]["heads"]["reg"] = big * np.eye(3, dtype=np.float32)[1]
+  return params
+
+
+def test_derived_tree_follows_the_logits():
+  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  params = _hand_set(models.params_of(p))
+  want = {"cls": [0, 1, 2], "reg": [0, 0, 1]}     # branch apart at layer 1
+  assert derive_architecture(params) == want
+  assert derive_architecture(params["cross"]) == want
+  assert BranchingSearch.derive_architecture(params) == want
+
+
+def test_network_is_the_derived_tree():
+  model = models.build(_config(), h.TASKS, SHAPE)
+  p = models.partition(model)
+  params = _hand_set(models.params_of(p))
+
+  @jax.jit
+  def run(prm, rest, x):
+    m = models.merge(p.graphdef, prm, rest)
+    layers = m.shared["layers"]
+    path = lambda blocks: layers[2][blocks[2]](layers[1][blocks[1]](layers[0][0](x)))
+    hand = {"cls": m.tasks["cls"](path([0, 1, 2])), "reg": m.tasks["reg"](path([0, 0, 1]))}
+    return m(x, train=False), m(x, train=True), hand
+
+  x = np.random.default_rng(0).random((3, 64), np.float32)
+  evaluated, trained, hand = run(params, p.rest, x)
+  for name in ("cls", "reg"):
+    np.testing.assert_allclose(evaluated[name], hand[name], rtol=1e-6)
+    # Gumbel noise cannot overturn logit gaps of 100 at tau = 1.
+    np.testing.assert_allclose(trained[name], hand[name], rtol=1e-5, atol=1e-6)
+  # Uniform logits: the sampled mixture changes with the step counter.
+  uniform = jax.tree.map(np.asarray, models.params_of(p))
+  first = run(uniform, p.rest, x)[1]
+  later = run(uniform, dict(p.rest, count=np.uint32(1)), x)[1]
+  assert not np.allclose(first["cls"], later["cls"])
+
+
+@pytest.mark.parametrize("aggregator", [None, "mgda"])
+def test_trains_two_steps(aggregator):
+  p = models.partition(models.build(_config(hard=aggregator is None), h.TASKS, SHAPE))
+  agg = aggregation.get(aggregator) if aggregator else None
+  method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
+  tx = optax.sgd(1e-1)
+  state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
+  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  start = state.params
+  for i in range(2):
+    state, metrics = step(state, h.batch(i))
+    assert np.all(np.isfinite(metrics["losses"])) and not metrics["skipped"]
+  assert int(state.rest["count"]) == 2
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), start, state.params)
+  assert all(any(jax.tree.leaves(moved[g])) for g in ("shared", "tasks", "cross"))
+
+
+@pytest.mark.parametrize("branching, match", [
+    (dict(blocks=(1, 2)), r"model.branching.blocks.*\(1, 2\)"),
+    (dict(tau=0.0), "model.branching.tau.*0.0"),
+    (dict(eval_mode="mode"), "model.branching.eval_mode.*'mode'"),
+])
+def test_bad_config_raises(branching, match):
+  with pytest.raises(ValueError, match=match):
+    models.build(_config(**branching), h.TASKS, SHAPE)
