@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mtl_jax import aggregation, data, models, tasks as tasks_lib, weighting
+from mtl_jax import aggregation, data, models, penalties, tasks as tasks_lib, weighting
 from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
 from mtl_jax.train import signals, validate
@@ -36,6 +36,7 @@ class Setup:
   method: engines.Method
   tx: Any
   input_shape: tuple
+  penalty: Any = None   # params -> scalar (soft-sharing penalties) or None
 
 
 @dataclasses.dataclass
@@ -69,7 +70,8 @@ def setup(config) -> Setup:
   part = models.partition(model)
   method = build_method(config.method, has_representation=hasattr(model, "encode"))
   tx = optimizer.build(config.optimizer, int(config.train.num_steps))
-  return Setup(config, tasks, part, method, tx, input_shape)
+  penalty = penalties.build(config.model.get("penalties", None))
+  return Setup(config, tasks, part, method, tx, input_shape, penalty)
 
 
 @dataclasses.dataclass
@@ -87,7 +89,7 @@ class Compiled:
     return sharding.global_batch(batch, self.mesh, global_batch_size)
 
 
-def compile_run(s: Setup, penalty=None) -> Compiled:
+def compile_run(s: Setup) -> Compiled:
   """Lays the state out on the mesh (shapes first) and jits the step."""
   mesh = sharding.make_mesh(s.config.get("mesh", None))
   params = models.params_of(s.partition)
@@ -99,7 +101,7 @@ def compile_run(s: Setup, penalty=None) -> Compiled:
   abstract = jax.tree.map(
       lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
       abstract, state_sharding)
-  step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=penalty)
+  step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=s.penalty)
   return Compiled(
       mesh=mesh, abstract_state=abstract,
       init=jax.jit(create, out_shardings=state_sharding),
