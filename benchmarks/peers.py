@@ -339,7 +339,7 @@ def main(argv=None) -> None:
   args = parse(argv)
   import torch
   if args.pin:
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    tp.pin_to_one_core()
     args.threads = 1
   torch.set_num_threads(args.threads)
   env = environment()

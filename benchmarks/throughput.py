@@ -362,13 +362,28 @@ def parse(argv=None) -> argparse.Namespace:
   p.add_argument("--tag", default="", help="suffix of the result files")
   p.add_argument("--conv-study", action="store_true",
                  help="only compare W2 conv formulations")
+  p.add_argument("--pin", action="store_true",
+                 help="pin the process to one core (load-robust work measure)")
   p.add_argument("--list", action="store_true", help="list the methods and exit")
   return p.parse_args(argv)
 
 
+def pin_to_one_core() -> None:
+  """Pins this process (and threads it starts later) to its first allowed core.
+
+  Call before JAX starts its backend. On a shared, oversubscribed machine,
+  multi-threaded wall times mostly measure the scheduler; one core gives the
+  work per step.
+  """
+  os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
 def main(argv=None) -> None:
   args = parse(argv)
+  if args.pin:
+    pin_to_one_core()
   env = environment()
+  env["pinned_to_one_core"] = args.pin
   print(f"environment: {env}", flush=True)
   log = lambda s: print(s, flush=True)
   if args.list:

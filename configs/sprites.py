@@ -17,9 +17,9 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   c.tasks = {
       "shape": dict(kind="multiclass", num_classes=3, metrics=("accuracy",)),
       "scale": dict(kind="multiclass", num_classes=6, metrics=("accuracy",)),
-      "orientation": dict(kind="regression", dim=2, metrics=("mae",)),
-      "x": dict(kind="regression", dim=1, metrics=("mae",)),
-      "y": dict(kind="regression", dim=1, metrics=("mae",)),
+      "orientation": dict(kind="regression", dim=2, metrics=("mae", "r2")),
+      "x": dict(kind="regression", dim=1, metrics=("mae", "r2")),
+      "y": dict(kind="regression", dim=1, metrics=("mae", "r2")),
   }
   if arg == "mlp":
     trunk = dict(kind="mlp", hidden=(256, 128), act="relu")
@@ -28,12 +28,14 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   else:
     raise ValueError(f"configs/sprites.py: unknown arg {arg!r}; use 'cnn' or 'mlp'.")
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))
+  # `mtl-jax compare` runs these next to the single-task baselines.
+  c.compare_methods = ("equal", "uncertainty", "gls")
   c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
                   aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=2e-3, task_learning_rate=ml_collections.config_dict.placeholder(float),
                      schedule="constant", warmup_steps=0, weight_decay=0.0,
                      clip_norm=0.0)
-  c.train = dict(num_steps=1500, batch_size=64, eval_batch_size=500, log_every=50,
+  c.train = dict(num_steps=1000, batch_size=64, eval_batch_size=500, log_every=50,
                  eval_every=0, checkpoint_every=500, max_to_keep=2,
                  nonfinite="skip", max_nonfinite=10)
   return c

@@ -163,7 +163,7 @@ def lower_bounded_qp(
     iterations: Optional[int] = None,
     tol: Optional[float] = None,
 ) -> jax.Array:
-  r"""``argmin_{w >= u} 1/2 w^T G w``: projection onto the dual cone, in weights.
+  r"""``argmin_{w >= u} 1/2 w^T G w``: the dual-cone projection, in weights.
 
   With ``G = J J^T`` this is the dual of projecting ``J^T u`` onto the dual
   cone ``{v : J v >= 0}`` of the task gradients: the projection is ``J^T w``
@@ -210,8 +210,9 @@ def _remainder(w, r, p):
   else:
     wp = w ** p
     exact = wp * (jnp.expm1(p * jnp.log1p(r)) - p * r) / p
-  series = wp * r * r * ((p - 1) / 2 + r * ((p - 1) * (p - 2) / 6
-                                             + r * (p - 1) * (p - 2) * (p - 3) / 24))
+  c2, c3 = (p - 1) / 2, (p - 1) * (p - 2) / 6
+  c4 = (p - 1) * (p - 2) * (p - 3) / 24
+  series = wp * r * r * (c2 + r * (c3 + r * c4))
   return jnp.where(jnp.abs(r) < 1e-2, series, exact)
 
 
@@ -219,23 +220,24 @@ def power_allocation(
     gramian: jax.Array,
     alpha: float = 1.0,
     *,
+    ridge: float = 0.0,
     iterations: int = 30,
     line_search: int = 8,
 ) -> jax.Array:
-  r"""The positive solution of ``G w = w^{-1/alpha}`` (element-wise power).
+  r"""The positive solution of ``(G + ridge I) w = w^{-1/alpha}``.
 
   It is the unique minimiser of the strictly convex
 
   .. math::
-    F(w) = \tfrac12 w^\top G w - \sum_t h(w_t), \qquad
+    F(w) = \tfrac12 w^\top (G + \epsilon I) w - \sum_t h(w_t), \qquad
     h(w) = \begin{cases} \log w & \alpha = 1 \\
                          w^p / p,\; p = 1 - 1/\alpha & \text{otherwise,}
            \end{cases}
 
-  over ``w > 0`` when ``G`` is positive definite (``h`` is concave and
-  ``h'(w) = w^{-1/alpha}``). ``alpha = 1`` gives ``G w = 1 / w``, the Nash
-  bargaining equations of Nash-MTL; general ``alpha`` is FairGrad's
-  alpha-fair allocation.
+  over ``w > 0`` when ``G + eps I`` is positive definite (``h`` is concave,
+  ``h'(w) = w^{-1/alpha}``, powers element-wise). ``alpha = 1`` gives
+  ``G w = 1 / w``, the Nash bargaining equations of Nash-MTL; general
+  ``alpha`` is FairGrad's alpha-fair allocation.
 
   Damped Newton on ``F``: the Newton step is cut to stay inside ``w > 0``
   (at most 99% of the way to the boundary), then the best of
@@ -245,10 +247,16 @@ def power_allocation(
   (1 + alpha)}`` (exact for orthogonal gradients), scaled by the best factor
   along that ray.
 
+  The ridge ``eps`` is applied as a separate term (never rounded into the
+  diagonal of ``G``), so even a tiny one bounds the solution when ``G`` is
+  singular (zero or opposite gradients, where the equations have no
+  solution).
+
   Args:
-    gramian: ``[T, T]`` positive definite matrix (a normalised Gramian plus a
-      small ridge; a singular ``G`` may have no solution).
+    gramian: ``[T, T]`` positive semi-definite matrix (a normalised Gramian).
     alpha: fairness exponent ``> 0`` (static).
+    ridge: ``eps >= 0`` (may be traced); ``0`` needs a positive definite
+      ``G``.
     iterations: Newton steps (static).
     line_search: candidate step sizes per Newton step (static).
 
@@ -266,6 +274,8 @@ def power_allocation(
   """
   if not alpha > 0:
     raise ValueError(f"alpha must be > 0, got {alpha!r}.")
+  if isinstance(ridge, (int, float)) and not ridge >= 0:
+    raise ValueError(f"ridge must be >= 0, got {ridge!r}.")
   alpha = float(alpha)
   p = 0.0 if alpha == 1.0 else 1.0 - 1.0 / alpha
   dtype = _float_dtype(gramian)
@@ -276,25 +286,26 @@ def power_allocation(
     return w ** (p - 1.0)
 
   # Start on the ray of the orthogonal-gradient solution, best point on it.
-  w0 = jnp.maximum(jnp.diag(g), tiny) ** (-alpha / (1.0 + alpha))
+  w0 = jnp.maximum(jnp.diag(g) + ridge, tiny) ** (-alpha / (1.0 + alpha))
   quad = jnp.maximum(
-      jnp.dot(w0, jnp.dot(g, w0, precision=_HIGHEST), precision=_HIGHEST),
-      tiny)
+      jnp.dot(w0, jnp.dot(g, w0, precision=_HIGHEST), precision=_HIGHEST)
+      + ridge * jnp.dot(w0, w0), tiny)
   total = jnp.sum(w0 ** p)
   w0 = w0 * (total / quad) ** (1.0 / (2.0 - p))
   steps = 0.5 ** jnp.arange(line_search, dtype=dtype)
 
   def newton(_, w):
-    gw = jnp.dot(g, w, precision=_HIGHEST)
+    gw = jnp.dot(g, w, precision=_HIGHEST) + ridge * w
     grad = gw - h_prime(w)
-    hess = g + jnp.diag((1.0 - p) * w ** (p - 2.0))
+    hess = g + jnp.diag(ridge + (1.0 - p) * w ** (p - 2.0))
     d = -jnp.linalg.solve(hess, grad)
     to_boundary = jnp.min(jnp.where(d < 0, -w / jnp.where(d < 0, d, -1.0),
                                     jnp.inf))
     cap = jnp.minimum(1.0, 0.99 * to_boundary)
     ts = cap * steps
     # F(w + t d) - F(w), exactly: linear + quadratic + concave remainder.
-    dgd = jnp.dot(d, jnp.dot(g, d, precision=_HIGHEST), precision=_HIGHEST)
+    dgd = (jnp.dot(d, jnp.dot(g, d, precision=_HIGHEST), precision=_HIGHEST)
+           + ridge * jnp.dot(d, d))
     r = ts[:, None] * d[None, :] / w[None, :]
     change = (ts * jnp.dot(grad, d, precision=_HIGHEST) + 0.5 * ts * ts * dgd
               - jnp.sum(_remainder(w[None, :], r, p), axis=1))

@@ -53,8 +53,8 @@ def dualproj(
     >>> method = dualproj()
     >>> grads = {"w": jnp.array([[1.0, 0.0], [-2.0, 1.0]])}
     >>> direction, _ = method.update(grads, method.init(2))
-    >>> direction["w"]  # doctest: +SKIP
-    Array([0. , 0.5], dtype=float32)
+    >>> direction["w"]  # (0, 0.5) up to the reg_eps ridge  # doctest: +SKIP
+    Array([-0.0006, 0.5], dtype=float32)
 
   References:
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",

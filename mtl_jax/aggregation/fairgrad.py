@@ -14,7 +14,7 @@ from mtl_jax.weighting.base import check_positive
 def fairgrad(
     alpha: float = 1.0,
     max_norm: float = 1.0,
-    reg_eps: float = 1e-6,
+    reg_eps: float = 1e-8,
     norm_eps: float = 1e-20,
     iterations: int = 25,
 ) -> Aggregator:
@@ -52,7 +52,9 @@ def fairgrad(
     alpha: fairness exponent, ``> 0``.
     max_norm: clip the update norm to this value, ``>= 0``; ``0`` disables
       clipping. The reference default is ``1.0``.
-    reg_eps: ridge added to the normalised Gramian, ``> 0``.
+    reg_eps: ridge added to the normalised Gramian, ``> 0``; it only
+      matters for tasks whose gradient is ~1e-4 times smaller than the
+      others.
     norm_eps: floor of the normalisation scale, ``> 0``.
     iterations: Newton steps, ``>= 1``.
 
@@ -83,10 +85,8 @@ def fairgrad(
   def weights(gramian, state, **extras):
     del extras
     gramian = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
-    t = gramian.shape[0]
     g, scale = normalize_gramian(gramian, norm_eps)
-    w = _qp.power_allocation(g + reg_eps * jnp.eye(t, dtype=g.dtype), alpha,
-                             iterations=iterations)
+    w = _qp.power_allocation(g, alpha, ridge=reg_eps, iterations=iterations)
     w = w * scale ** (-alpha / (1.0 + alpha))
     if max_norm > 0:
       w = _qp.clip_weights(w, gramian, max_norm)

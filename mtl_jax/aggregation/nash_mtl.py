@@ -23,7 +23,7 @@ def nash_mtl(
     max_norm: float = 1.0,
     update_weights_every: int = 1,
     normalize: bool = True,
-    reg_eps: float = 1e-6,
+    reg_eps: float = 1e-8,
     norm_eps: float = 1e-20,
     iterations: int = 25,
 ) -> Aggregator:
@@ -68,7 +68,9 @@ def nash_mtl(
       integer ``>= 1``.
     normalize: return the solution on the Frobenius-normalised Gramian (the
       reference), or the raw bargaining solution when ``False``.
-    reg_eps: ridge added to the normalised Gramian, ``> 0``.
+    reg_eps: ridge added to the normalised Gramian, ``> 0``. It moves the
+      weights by about ``reg_eps / (G_tt / s)`` relative, so it only matters
+      for tasks whose gradient is ~1e-4 times smaller than the others.
     norm_eps: floor of the normalisation scale ``s``, ``> 0``.
     iterations: Newton steps, ``>= 1``.
 
@@ -99,10 +101,10 @@ def nash_mtl(
                         count=jnp.zeros((), jnp.int32))
 
   def solve(gramian):
-    t = gramian.shape[0]
-    scale = jnp.maximum(jnp.sqrt(jnp.sum(gramian * gramian)), norm_eps)
-    g = gramian / scale + reg_eps * jnp.eye(t, dtype=gramian.dtype)
-    alpha = _qp.power_allocation(g, 1.0, iterations=iterations)
+    big = jnp.maximum(jnp.max(jnp.abs(gramian)), norm_eps)  # No overflow:
+    scale = jnp.maximum(big * jnp.linalg.norm(gramian / big), norm_eps)
+    alpha = _qp.power_allocation(gramian / scale, 1.0, ridge=reg_eps,
+                                 iterations=iterations)
     if not normalize:
       alpha = alpha / jnp.sqrt(scale)
     return alpha.astype(jnp.float32)

@@ -61,8 +61,8 @@ def upgrad(
     >>> method = upgrad()
     >>> grads = {"w": jnp.array([[1.0, 0.0], [-2.0, 1.0]])}
     >>> direction, _ = method.update(grads, method.init(2))
-    >>> direction["w"]  # doctest: +SKIP
-    Array([0.1, 0.7], dtype=float32)
+    >>> direction["w"]  # (0.1, 0.7) up to the reg_eps ridge  # doctest: +SKIP
+    Array([0.0994, 0.69998], dtype=float32)
 
   References:
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",

@@ -19,6 +19,10 @@ of options has its own directory.
 Datasets: ``sprites`` (dSprites-style shapes, :mod:`mtl_jax.data.sprites`),
 ``mmoe_synthetic`` (:mod:`mtl_jax.data.mmoe_synthetic`), ``multi_digits``
 (MultiMNIST recipe on scikit-learn's digits, :mod:`mtl_jax.data.multi_digits`).
+Catalog datasets read TFDS data prepared under ``data_dir`` (nothing is
+downloaded unless ``download=True``): ``multi_mnist``, ``multi_fashion``
+(:mod:`mtl_jax.data.multi_mnist`), ``celeb_a``, ``dsprites``, ``shapes3d``,
+``smallnorb`` (:mod:`mtl_jax.data.catalog`).
 The 2-task toy problem and the Pareto-MTL problem are functions, not datasets:
 :mod:`mtl_jax.data.toy`, :mod:`mtl_jax.data.pareto_mtl`.
 
@@ -45,6 +49,13 @@ _BUILTIN = {
     "sprites": "sprites",
     "mmoe_synthetic": "mmoe_synthetic",
     "multi_digits": "multi_digits",
+    # Catalog datasets ("module:SPEC"): TFDS data prepared under data_dir.
+    "multi_mnist": "multi_mnist:MULTI_MNIST",
+    "multi_fashion": "multi_mnist:MULTI_FASHION",
+    "celeb_a": "catalog:CELEB_A",
+    "dsprites": "catalog:DSPRITES",
+    "shapes3d": "catalog:SHAPES3D",
+    "smallnorb": "catalog:SMALLNORB",
 }
 _REGISTERED: dict[str, DatasetSpec] = {}
 
@@ -65,7 +76,9 @@ def get_spec(name: str) -> DatasetSpec:
     return _REGISTERED[name]
   if name not in _BUILTIN:
     raise ValueError(f"Unknown dataset {name!r}; valid datasets: {list(names())}.")
-  return importlib.import_module(f"{__name__}.{_BUILTIN[name]}").DATASET
+  module, _, attribute = _BUILTIN[name].partition(":")
+  return getattr(importlib.import_module(f"{__name__}.{module}"),
+                 attribute or "DATASET")
 
 
 def _spec_and_options(config: Any) -> tuple[DatasetSpec, dict[str, Any]]:

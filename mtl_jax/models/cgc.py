@@ -112,13 +112,14 @@ class CGC(nnx.Module):
     shared, per_task = [], {n: [] for n in names}
     width = flat_size(input_shape)
     for level in range(levels):
-      inner = level < levels - 1
-      experts = lambda n: Experts(n, width, hidden, act=act, rngs=rngs)
-      gate = lambda n: build_gate(config, width, n, rngs=rngs)
-      shared.append(Level(experts(num_shared),
-                          gate(len(names) * num_task + num_shared) if inner else None))
+      inner = level < levels - 1  # Inner levels also mix all experts for the shared path.
+      shared.append(Level(
+          Experts(num_shared, width, hidden, act=act, rngs=rngs),
+          build_gate(config, width, len(names) * num_task + num_shared, rngs=rngs)
+          if inner else None))
       for n in names:
-        per_task[n].append(Level(experts(num_task), gate(num_task + num_shared)))
+        per_task[n].append(Level(Experts(num_task, width, hidden, act=act, rngs=rngs),
+                                 build_gate(config, width, num_task + num_shared, rngs=rngs)))
       width = hidden[-1]
     self.shared = nnx.Dict({"levels": nnx.List(shared)})
     head = config.get("head", None) or {}

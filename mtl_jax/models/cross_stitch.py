@@ -99,6 +99,10 @@ class CrossStitch(nnx.Module):
   ``sluice`` (default False) and ``subspaces`` (sluice only, default 2).
   Stages are those of :func:`~mtl_jax.models.hierarchical.apply_stage`: one
   per MLP layer, one per CNN conv block plus the CNN's dense layer.
+
+  Every unit starts at :func:`init_alpha` (rows sum to one); sluice's ``beta``
+  starts at the last layer only, so with identity units both variants are
+  exactly K independent columns.
   """
 
   def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.heads import build_heads
@@ -37,12 +38,16 @@ from mtl_jax.tasks import Task
 
 def _stacked_towers(trunk_config, input_shape: Sequence[int], num_tasks: int,
                     rngs: nnx.Rngs) -> nnx.Module:
-  """``num_tasks`` independently initialised trunks stacked on axis 0."""
-  @nnx.split_rngs(splits=num_tasks)
-  @nnx.vmap(in_axes=(0,), out_axes=0)
-  def create(r):
-    return build_trunk(trunk_config, input_shape, rngs=r)
-  return create(rngs)
+  """``num_tasks`` independently initialised trunks, stacked on axis 0.
+
+  The trunks are built one after the other (exactly as separate networks
+  would be) and their states stacked leaf by leaf; the result is one module
+  whose every parameter and batch statistic has a leading task axis.
+  """
+  towers = [build_trunk(trunk_config, input_shape, rngs=rngs) for _ in range(num_tasks)]
+  graphdef, _ = nnx.split(towers[0])
+  states = [nnx.state(t) for t in towers]
+  return nnx.merge(graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
 
 
 def _run_towers(towers: nnx.Module, x: jax.Array, train: bool) -> jax.Array:

@@ -144,6 +144,18 @@ def remove_stale_tmp(directory: str) -> list[str]:
   return stale
 
 
+def _close_failed(manager: ocp.CheckpointManager) -> None:
+  """Closes a manager whose last write failed (its ``close`` re-raises that)."""
+  try:
+    manager.close()
+  except Exception:  # pylint: disable=broad-except
+    try:  # forget the failed finalize thread (orbax internals), then close
+      manager._finalize_thread.set(None)  # pylint: disable=protected-access
+      manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("Could not close the failed checkpoint manager: %s", e)
+
+
 class Checkpointer:
   """Saves every ``every`` steps (asynchronously) and restores the latest good step.
 
@@ -163,15 +175,19 @@ class Checkpointer:
     self.every = int(every)
     self.max_to_keep = None if max_to_keep is None else int(max_to_keep)
     self._async = bool(async_save)
-    if _is_primary() and os.path.isdir(self.directory):
-      remove_stale_tmp(self.directory)
-    _barrier("init")
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=None, enable_async_checkpointing=self._async, create=True)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=("state", "data", "meta"))
+    self._manager = self._open()
     self._sealer: Optional[threading.Thread] = None
     self._error: Optional[tuple[int, BaseException]] = None
+
+  def _open(self) -> ocp.CheckpointManager:
+    """A fresh orbax manager, after removing unfinished writes."""
+    if _is_primary() and os.path.isdir(self.directory):
+      remove_stale_tmp(self.directory)
+    _barrier("open")
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None, enable_async_checkpointing=self._async, create=True)
+    return ocp.CheckpointManager(
+        self.directory, options=options, item_names=("state", "data", "meta"))
 
   # -- steps -----------------------------------------------------------------
 
@@ -252,7 +268,9 @@ class Checkpointer:
     if self._error is not None:
       step, error = self._error
       self._error = None
-      self._manager.reload()
+      # Orbax re-raises a failed write on every later call: start afresh.
+      _close_failed(self._manager)
+      self._manager = self._open()
       raise CheckpointWriteError(
           f"The asynchronous save of checkpoint step {step} to {self.directory} "
           f"failed: {type(error).__name__}: {error}. The step is not usable; "

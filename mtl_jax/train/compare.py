@@ -64,7 +64,7 @@ def compare(config, methods: Optional[Sequence[str]] = None, *,
   """
   workdir = workdir or config.workdir
   runs = {BASELINE: _variant(config, "equal", arch="independent")}
-  for name in methods or ["config"]:
+  for name in methods or list(config.get("compare_methods", None) or ["config"]):
     variant = _variant(config, name)
     runs[_label(variant) if name == "config" else name] = variant
   results, speeds, tasks = {}, {}, None

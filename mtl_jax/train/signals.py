@@ -22,6 +22,7 @@ import signal
 import threading
 from typing import Optional
 
+from absl import logging
 import jax
 
 EXIT_CODE = 128 + int(signal.SIGTERM)
@@ -49,6 +50,7 @@ class StopSignal:
     self.signals = tuple(signals)
     self.received: Optional[int] = None
     self._previous: dict[int, object] = {}
+    self._no_sync_point = False
 
   @property
   def signal_name(self) -> str:
@@ -75,9 +77,19 @@ class StopSignal:
   def requested(self, step: int) -> bool:
     """Whether to save and stop after ``step`` (a sync point on many processes)."""
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      if multihost_utils.reached_preemption_sync_point(int(step)):
-        self.received = int(signal.SIGTERM)
-        return True
-      return False
+      return self._reached_sync_point(step)
     return self.received is not None
+
+  def _reached_sync_point(self, step: int) -> bool:
+    if self._no_sync_point:
+      return False
+    from jax.experimental import multihost_utils
+    try:
+      reached = multihost_utils.reached_preemption_sync_point(int(step))
+    except RuntimeError as e:  # jax_enable_preemption_service is off
+      logging.warning("SIGTERM will not save a checkpoint: %s", e)
+      self._no_sync_point = True
+      return False
+    if reached:
+      self.received = int(signal.SIGTERM)
+    return reached

@@ -65,12 +65,16 @@ def check_train(train_config) -> None:
                      f"got {policy!r}.")
 
 
-def check_method(method_config, num_tasks: int) -> None:
+def check_method(method_config, task_names: Sequence[str]) -> None:
   """Builds the weighting and aggregation of ``config.method`` once."""
   from mtl_jax import aggregation, weighting
   w = weighting.get(method_config.get("weighting", "equal"),
                     **dict(method_config.get("weighting_kwargs", None) or {}))
-  jax.eval_shape(lambda: w.init(num_tasks))
+  try:
+    jax.eval_shape(lambda: w.init(len(task_names)))
+  except ValueError as e:
+    raise ValueError(f"config.method.weighting_kwargs: {e} The tasks, in the "
+                     f"order of every per-task vector: {list(task_names)}.") from e
   name = method_config.get("aggregation", "none") or "none"
   if name != "none":
     aggregation.get(name, **dict(method_config.get("aggregation_kwargs", None) or {}))
@@ -85,7 +89,7 @@ def check_config(config) -> None:
   data.get_spec((config.data or {}).get("name") or "")
   tasks = tasks_lib.from_config(config.tasks)
   data.validate_tasks(config.data, tasks)
-  check_method(config.method, len(tasks))
+  check_method(config.method, [t.name for t in tasks])
   optimizer.build(config.optimizer, int(config.train.num_steps))
 
 

@@ -1,4 +1,4 @@
-"""The in-graph solvers of ``_qp``: active-set QP, power allocation, clipping."""
+"""The in-graph solvers of ``_qp``: active-set QP, power allocation, clip."""
 
 import functools
 import itertools
@@ -53,26 +53,30 @@ def _random_gramian(t, p, ridge=0.0, rng=RNG):
 
 def test_nonnegative_qp_hand_computed():
   # H = [[1, -1], [-1, 2]], c = (1, -1): x1 = 0 (its gradient 1 - x2 > 0 at
-  # the optimum), x2 = 1 / 2 from 2 x2 - 1 = 0; a decoupled third coordinate
-  # with c3 = 1 > 0 stays at 0.
-  h = np.array([[1.0, -1.0, 0.0], [-1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
-  x = _solve_nnqp(h[None], np.array([[1.0, -1.0, 1.0]]))
-  np.testing.assert_allclose(x[0], [0.0, 0.5, 0.0], atol=1e-7)
+  # the optimum), x2 = 1 / 2 from 2 x2 - 1 = 0; decoupled coordinates with
+  # c3 = 1 > 0 and c4 = -3 give x3 = 0 and x4 = 3 / 2.
+  h = np.array([[1.0, -1.0, 0, 0], [-1.0, 2.0, 0, 0], [0, 0, 1.0, 0],
+                [0, 0, 0, 2.0]])
+  x = _solve_nnqp(h[None], np.array([[1.0, -1.0, 1.0, -3.0]]))
+  np.testing.assert_allclose(x[0], [0.0, 0.5, 0.0, 1.5], atol=1e-7)
 
 
-@pytest.mark.parametrize("t", [3, 5])
-def test_nonnegative_qp_matches_brute_force(t):
+def test_nonnegative_qp_matches_brute_force():
+  t = 4
   hs, cs = [], []
   for b in range(8):
     # Some full rank, some rank-deficient (plus a ridge), various scales.
-    h = _random_gramian(t, t + 2 if b % 2 else 2, ridge=0.0 if b % 2 else 1e-3)
+    h = _random_gramian(t, t + 2 if b % 2 else 2,
+                        ridge=0.0 if b % 2 else 1e-3)
     hs.append(h)
     cs.append(RNG.normal(size=t))
   x = _solve_nnqp(np.stack(hs), np.stack(cs))
   for h, c, xb in zip(hs, cs, x):
     exact = _brute_force_nnqp(h, c)
     assert np.all(xb >= 0)
-    np.testing.assert_allclose(xb, exact, atol=2e-5 * max(1, np.abs(exact).max()))
+    # float32 accuracy: relative error ~ machine epsilon x condition number.
+    tol = 1e-6 * np.linalg.cond(h) * max(1, np.abs(exact).max())
+    np.testing.assert_allclose(xb, exact, atol=tol)
 
 
 def test_lower_bounded_qp_accurate_on_well_conditioned_t64():
@@ -100,46 +104,63 @@ def test_lower_bounded_qp_accurate_on_well_conditioned_t64():
 
 
 def test_nonnegative_qp_finite_on_singular_inputs():
-  one = np.array([1.0, 2.0, -1.0])
-  hs = np.stack([np.zeros((3, 3)), np.outer(one, one),
-                 np.array([[1.0, -1, 0], [-1, 1, 0], [0, 0, 0]]),
-                 np.ones((3, 3))])
-  cs = np.stack([-np.ones(3), -one, np.array([-1.0, -1.0, 0.0]),
-                 np.array([-1.0, 0.0, 1.0])])
+  one = np.array([1.0, 2.0, -1.0, 0.5])
+  opposite = np.array([[1.0, -1, 0, 0], [-1, 1, 0, 0], [0, 0, 0, 0],
+                       [0, 0, 0, 0]])
+  hs = np.stack([np.zeros((4, 4)), np.outer(one, one), opposite,
+                 np.ones((4, 4))])
+  cs = np.stack([-np.ones(4), -one, np.array([-1.0, -1.0, 0.0, 1.0]),
+                 np.array([-1.0, 0.0, 1.0, 2.0])])
   x = _solve_nnqp(hs, cs)
   assert np.all(np.isfinite(x)) and np.all(x >= 0)
-  # A consistent singular problem is still solved: H = 11^T, c = (-1, 0, 1).
-  np.testing.assert_allclose(np.ones(3) @ x[3], 1.0, atol=1e-6)
+  # A consistent singular problem is still solved: H = 11^T, c = (-1, 0, ..):
+  # any x >= 0 with sum(x) = 1 and x_t = 0 where c_t > 0.
+  np.testing.assert_allclose(np.ones(4) @ x[3], 1.0, atol=1e-6)
+  np.testing.assert_allclose(x[3, 2:], 0.0, atol=1e-7)
 
 
 @functools.lru_cache(maxsize=None)
 def _power(alpha):
-  return jax.jit(jax.vmap(lambda g: _qp.power_allocation(g, alpha)))
+  return jax.jit(jax.vmap(
+      lambda g, r: _qp.power_allocation(g, alpha, ridge=r)))
 
 
-@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+def _solve_power(alpha, gs, ridge=None):
+  ridge = np.zeros(len(gs)) if ridge is None else ridge
+  out = _power(alpha)(jnp.asarray(gs, jnp.float32),
+                      jnp.asarray(ridge, jnp.float32))
+  return np.asarray(out, np.float64)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 3.0])
 def test_power_allocation_solves_its_equations(alpha):
   # Random well-conditioned Gramians: G w = w^(-1/alpha) to ~1e-5.
   gs = np.stack([_random_gramian(6, 12) for _ in range(4)])
-  w = np.asarray(_power(alpha)(jnp.asarray(gs, jnp.float32)), np.float64)
-  for g, wb in zip(gs, w):
+  gs[3] *= 1e-3  # A different scale (the solver itself is not scale-free).
+  ridge = np.array([0.0, 0.0, 0.0, 1e-3])
+  w = _solve_power(alpha, gs, ridge)
+  for g, r, wb in zip(gs, ridge, w):
     assert np.all(wb > 0)
     rhs = wb ** (-1.0 / alpha)
-    np.testing.assert_allclose(g @ wb, rhs, rtol=2e-5)
+    np.testing.assert_allclose((g + r * np.eye(6)) @ wb, rhs, rtol=2e-5)
 
 
 def test_power_allocation_orthogonal_closed_form_and_singular():
   # Diagonal G: G_tt w_t = w_t^(-1/alpha) -> w_t = G_tt^(-alpha/(1+alpha)).
   d = np.array([1.0, 4.0, 0.25, 2.0, 9.0, 0.5])
-  gs = np.stack([np.diag(d),
-                 np.zeros((6, 6)) + 1e-6 * np.eye(6),          # zero grads
-                 np.outer(np.ones(6), np.ones(6)) + 1e-6 * np.eye(6),
-                 np.kron(np.array([[1.0, -1.0], [-1.0, 1.0]]), np.eye(3))
-                 + 1e-6 * np.eye(6)])                           # opposite
+  opposite = np.kron(np.array([[1.0, -1.0], [-1.0, 1.0]]), np.eye(3))
+  gs = np.stack([np.diag(d), np.zeros((6, 6)), np.ones((6, 6)), opposite])
+  ridge = np.array([0.0, 1e-8, 1e-8, 1e-8])
   for alpha in (1.0, 3.0):
-    w = np.asarray(_power(alpha)(jnp.asarray(gs, jnp.float32)), np.float64)
+    w = _solve_power(alpha, gs, ridge)
     np.testing.assert_allclose(w[0], d ** (-alpha / (1 + alpha)), rtol=1e-5)
     assert np.all(np.isfinite(w)) and np.all(w > 0)
+    # Zero and opposite gradients: bounded by the ridge alone,
+    # eps w = w^(-1/alpha), w = eps^(-alpha/(1+alpha)) (equal by symmetry).
+    np.testing.assert_allclose(w[1], 1e-8 ** (-alpha / (1 + alpha)),
+                               rtol=1e-4)
+    np.testing.assert_allclose(w[3], 1e-8 ** (-alpha / (1 + alpha)),
+                               rtol=1e-2)
     # All-equal (duplicated) gradients: 6 w = w^(-1/alpha), w equal.
     np.testing.assert_allclose(w[2], 6.0 ** (-alpha / (1 + alpha)), rtol=1e-4)
 

@@ -16,10 +16,11 @@ from tests.train import helpers as h
 SHAPE = (8, 8, 1)
 
 
-def _config(**branching):
+def _config(hidden=(4, 4, 4), **branching):
   return ml_collections.ConfigDict(dict(
-      arch="branching", trunk=dict(kind="mlp", hidden=(4, 4, 4)),
-      branching=dict(dict(blocks=(1, 2, 3)), **branching), head=dict(hidden=())))
+      arch="branching", trunk=dict(kind="mlp", hidden=hidden),
+      branching=dict(dict(blocks=(1, 2, 3)[:len(hidden)]), **branching),
+      head=dict(hidden=())))
 
 
 def _leaf_paths(tree, prefix=()):
@@ -88,7 +89,8 @@ def test_network_is_the_derived_tree():
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  p = models.partition(models.build(_config(hard=aggregator is None), h.TASKS, SHAPE))
+  config = _config(hidden=(4, 4), hard=aggregator is None)
+  p = models.partition(models.build(config, h.TASKS, SHAPE))
   agg = aggregation.get(aggregator) if aggregator else None
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-1)

@@ -133,7 +133,7 @@ def test_bad_config_raises(extra, match):
 
 
 @pytest.mark.parametrize("trunk,sluice,agg,engine", [
-    ("cnn", False, None, "auto"), ("mlp_equal", True, "mgda", "jacobian")])
+    ("mlp", False, None, "auto"), ("mlp_equal", True, "mgda", "jacobian")])
 def test_trains_two_steps(trunk, sluice, agg, engine):
   model = _model(trunk, sluice)
   p = models.partition(model)

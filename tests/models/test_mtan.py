@@ -69,9 +69,9 @@ def test_unit_masks_give_the_shared_features(kind):
     np.testing.assert_allclose(halves["reg"], 0.5 * np.asarray(shared), rtol=1e-6)
 
 
-@pytest.mark.parametrize("aggregator", [None, "mgda"])
-def test_trains_two_steps(aggregator):
-  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+@pytest.mark.parametrize("aggregator, kind", [(None, "cnn"), ("mgda", "mlp")])
+def test_trains_two_steps(aggregator, kind):
+  p = models.partition(models.build(_config(kind), h.TASKS, SHAPE))
   agg = aggregation.get(aggregator) if aggregator else None
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-2)

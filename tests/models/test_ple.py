@@ -75,7 +75,7 @@ def test_one_level_is_cgc():
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  p = models.partition(models.build(_config(gate="dselect_k"), h.TASKS, SHAPE))
+  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
   agg = aggregation.get(aggregator) if aggregator else None
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-2)

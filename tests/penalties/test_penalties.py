@@ -19,7 +19,7 @@ def _close(a, b, tol=1e-5):
 
 
 def _value_and_grad(name, w):
-  return jax.value_and_grad(penalties.get(name))(jnp.asarray(w))
+  return jax.jit(jax.value_and_grad(penalties.get(name)))(jnp.asarray(w))
 
 
 # Numpy references, written from the definitions (loops over tasks / pairs).

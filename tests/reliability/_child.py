@@ -3,8 +3,9 @@
   python -m tests.reliability._child kill_during_save DATA_DIR WORKDIR
   python -m tests.reliability._child sigterm_then_kill DATA_DIR WORKDIR_A WORKDIR_B
 
-``kill_during_save``: the write of step 20 hangs in orbax's background thread
-and the process SIGKILLs itself once the temporary directory exists.
+``kill_during_save``: with ``max_to_keep=1``, the write of step 20 hangs in
+orbax's background thread and the process SIGKILLs itself once the temporary
+directory exists.
 ``sigterm_then_kill``: ``mtl-jax train`` (``cli.main``) receives SIGTERM at
 step 13 and prints ``CLI_EXIT=<code>``; then a second run in WORKDIR_B is
 SIGKILLed at step 17, between two saves, once step 10 is sealed.
@@ -36,6 +37,7 @@ def _wait_for(pattern: str, timeout: float = 300.0) -> None:
 
 
 def kill_during_save(data_dir: str, workdir: str, step: int = 20) -> None:
+  """max_to_keep=1: the kill must not cost the sealed step 10."""
   from orbax.checkpoint._src.handlers import json_checkpoint_handler as jh
 
   class Hooked(checkpoint.Checkpointer):
@@ -52,7 +54,9 @@ def kill_during_save(data_dir: str, workdir: str, step: int = 20) -> None:
       return out
 
   loop.Checkpointer = Hooked
-  loop.train(common.tiny_config(data_dir, workdir), progress=False, eval_splits=())
+  config = common.tiny_config(data_dir, workdir)
+  config.train.max_to_keep = 1
+  loop.train(config, progress=False, eval_splits=())
 
 
 def _sigterm_self() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from mtl_jax.train import logger
 from tests import configs_loader
 
+TASKS = ("shape", "x")  # one classification and one regression task
 NUM_STEPS = 30
 EVERY = 10
 
@@ -22,31 +23,21 @@ def tiny_config(data_dir: str, workdir: str):
   c = configs_loader.load("sprites", "mlp")
   c.data.update(dict(data_dir=data_dir, image_size=16, num_train=256,
                      num_validation=64, num_test=128))
+  c.tasks = {k: c.tasks[k] for k in TASKS}
   c.model.trunk.hidden = (32, 16)
   c.optimizer.learning_rate = 5e-3
   c.method.update(dict(weighting="dwa", aggregation="gradvac"))
   c.train.update(dict(num_steps=NUM_STEPS, batch_size=32, eval_batch_size=64,
-                      log_every=1, checkpoint_every=EVERY, tensorboard=False))
+                      log_every=1, checkpoint_every=EVERY, max_to_keep=5,
+                      tensorboard=False))
   c.workdir = workdir
   return c
 
 
 def cli_args(data_dir: str, workdir: str) -> list[str]:
-  """``mtl-jax train`` arguments giving :func:`tiny_config`'s numbers.
-
-  (The CLI cannot add ``train.tensorboard``, which changes no number.)
-  """
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  o = "--config."
-  return ["mtl-jax", "train", f"--config={root}/configs/sprites.py:mlp",
-          f"{o}data.data_dir={data_dir}", f"{o}data.image_size=16",
-          f"{o}data.num_train=256", f"{o}data.num_validation=64",
-          f"{o}data.num_test=128", f"{o}model.trunk.hidden=(32,16)",
-          f"{o}optimizer.learning_rate=5e-3", f"{o}method.weighting=dwa",
-          f"{o}method.aggregation=gradvac",
-          f"{o}train.num_steps={NUM_STEPS}", f"{o}train.batch_size=32",
-          f"{o}train.eval_batch_size=64", f"{o}train.log_every=1",
-          f"{o}train.checkpoint_every={EVERY}",
+  """``mtl-jax train`` arguments for :func:`tiny_config` (via tiny_config.py)."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  return ["mtl-jax", "train", f"--config={here}/tiny_config.py:{data_dir}",
           f"--workdir={workdir}", "--noprogress"]
 
 

@@ -1,0 +1,105 @@
+"""Nash-MTL: the bargaining solution G alpha = 1 / alpha."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtl_jax import aggregation
+
+RNG = np.random.default_rng(3)
+BATCH = 6
+
+
+@functools.lru_cache(maxsize=None)
+def _weights_fn(**hparams):
+  """Jitted, vmapped ``weights`` from a fresh state: [B, T, T] -> [B, T]."""
+  agg = aggregation.get("nash_mtl", **hparams)
+  return jax.jit(jax.vmap(
+      lambda g: agg.weights(g, agg.init(g.shape[0]), step=0)[0]))
+
+
+def _weights(jac, **hparams):
+  jac = np.asarray(jac, np.float64)
+  gram = np.einsum("bip,bjp->bij", jac, jac)
+  b = len(gram)  # Pad to BATCH so every call with this T shares a compile.
+  pad = np.concatenate([gram] + [gram[:1]] * (BATCH - b))
+  out = _weights_fn(**hparams)(jnp.asarray(pad, jnp.float32))
+  return np.asarray(out, np.float64)[:b], gram
+
+
+def test_hand_computed_orthogonal_and_duplicated():
+  # Orthogonal gradients with norms (2, 0.5, 1, 4): G diagonal, so
+  # G_tt alpha_t^2 = 1 gives alpha_t = 1 / ||g_t||. Four equal gradients
+  # g = (3, 4, 0, 0): 25 * 4 a = 1 / a -> a = 1 / (2 * 5) = 0.1.
+  g = np.array([3.0, 4.0, 0.0, 0.0])
+  jac = np.stack([np.diag([2.0, 0.5, 1.0, 4.0]), np.stack([g] * 4)])
+  w, gram = _weights(jac, normalize=False, max_norm=0.0)
+  np.testing.assert_allclose(w[0], [0.5, 2.0, 1.0, 0.25], rtol=1e-5)
+  np.testing.assert_allclose(w[1], 0.1, rtol=1e-5)
+  # Reference normalisation: solved on G / ||G||_F and returned as such,
+  # i.e. sqrt(||G||_F) times the raw solution.
+  w_ref, _ = _weights(jac, max_norm=0.0)
+  for wr, wb, gb in zip(w_ref, w, gram):
+    np.testing.assert_allclose(wr, wb * np.sqrt(np.linalg.norm(gb)),
+                               rtol=1e-5)
+
+
+def test_bargaining_equations_hold_and_every_task_improves():
+  jac = RNG.normal(size=(BATCH, 4, 10))
+  w, gram = _weights(jac, normalize=False, max_norm=0.0)
+  w_ref, _ = _weights(jac, max_norm=0.0)
+  for g, wb, wr, jb in zip(gram, w, w_ref, jac):
+    assert np.all(wb > 0)
+    np.testing.assert_allclose((g @ wb) * wb, 1.0, atol=1e-4)
+    np.testing.assert_allclose((g / np.linalg.norm(g) @ wr) * wr, 1.0,
+                               atol=1e-4)
+    assert np.all(jb @ (wr @ jb) > 0)  # g_t^T d = 1 / alpha_t > 0.
+
+
+def test_max_norm_clips_the_update():
+  jac = RNG.normal(size=(BATCH, 4, 10)) * np.array([0.1, 1, 10, 100, 1, 1])[
+      :, None, None]
+  w_free, gram = _weights(jac, max_norm=0.0)
+  w, _ = _weights(jac, max_norm=1.0)
+  for g, wf, wb in zip(gram, w_free, w):
+    free_norm = np.sqrt(wf @ g @ wf)
+    np.testing.assert_allclose(np.sqrt(wb @ g @ wb), min(1.0, free_norm),
+                               rtol=1e-5)
+    np.testing.assert_allclose(wb, wf * min(1.0, 1.0 / free_norm), rtol=1e-5)
+
+
+def test_update_weights_every_holds_weights_in_state():
+  agg = aggregation.get("nash_mtl", update_weights_every=3, max_norm=0.0,
+                        normalize=False)
+  step = jax.jit(agg.update)
+  grads = [{"w": jnp.asarray(RNG.normal(size=(3, 5)), jnp.float32)}
+           for _ in range(4)]
+  state = agg.init(3)
+  alphas = []
+  for i, g in enumerate(grads):
+    d, state = step(g, state, step=jnp.int32(i), key=jax.random.key(i))
+    alphas.append(np.asarray(state.alpha, np.float64))
+    np.testing.assert_allclose(d["w"], alphas[-1] @ np.asarray(g["w"]),
+                               rtol=1e-5, atol=1e-6)
+  assert int(state.count) == 4
+  np.testing.assert_array_equal(alphas[1], alphas[0])
+  np.testing.assert_array_equal(alphas[2], alphas[0])
+  assert np.abs(alphas[3] - alphas[0]).max() > 1e-3
+  for i in (0, 3):  # Recomputed on the gradients of that step.
+    jb = np.asarray(grads[i]["w"], np.float64)
+    np.testing.assert_allclose((jb @ jb.T @ alphas[i]) * alphas[i], 1.0,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("hparams,name", [
+    (dict(max_norm=-1.0), "max_norm"),
+    (dict(update_weights_every=0), "update_weights_every"),
+    (dict(update_weights_every=1.5), "update_weights_every"),
+    (dict(reg_eps=0.0), "reg_eps"), (dict(norm_eps=0.0), "norm_eps"),
+    (dict(iterations=0), "iterations")])
+def test_out_of_domain_hyperparameters_raise(hparams, name):
+  with pytest.raises(ValueError, match=name):
+    aggregation.get("nash_mtl", **hparams)
