@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.heads import Head
-from mtl_jax.models.hierarchical import apply_stage, num_stages, pool, stage_width
+from mtl_jax.models.trunks import global_pool
 from mtl_jax.models.trunks import build_trunk
 from mtl_jax.tasks import Task
 
@@ -97,7 +97,7 @@ class CrossStitch(nnx.Module):
   Config (``config.model``): ``trunk`` (each column), ``head`` (``hidden``,
   ``act``), ``alpha_self`` (initial diagonal of every unit, default 0.9),
   ``sluice`` (default False) and ``subspaces`` (sluice only, default 2).
-  Stages are those of :func:`~mtl_jax.models.hierarchical.apply_stage`: one
+  Stages are those of the trunk's ``stage`` method: one
   per MLP layer, one per CNN conv block plus the CNN's dense layer.
 
   Every unit starts at :func:`init_alpha` (rows sum to one); sluice's ``beta``
@@ -110,8 +110,8 @@ class CrossStitch(nnx.Module):
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
     columns = [build_trunk(config.trunk, input_shape, rngs=rngs) for _ in tasks]
-    self.num_layers = num_stages(columns[0])
-    widths = [stage_width(columns[0], i) for i in range(self.num_layers)]
+    self.num_layers = columns[0].num_stages
+    widths = [columns[0].stage_width(i) for i in range(self.num_layers)]
     alpha_self, self.sluice, self.subspaces = _check(config, widths)
     head = config.get("head", None) or {}
     hidden, act = tuple(head.get("hidden", ())), head.get("act", "relu")
@@ -131,7 +131,7 @@ class CrossStitch(nnx.Module):
     h = [x] * len(self.names)
     out = []
     for layer in range(self.num_layers):
-      h = jnp.stack([apply_stage(self.tasks[name]["column"], layer, hk, train=train)
+      h = jnp.stack([self.tasks[name]["column"].stage(layer, hk, train=train)
                      for name, hk in zip(self.names, h)])
       h = mix(self.cross["alpha"][layer], h, self.subspaces)
       out.append(h)
@@ -140,7 +140,7 @@ class CrossStitch(nnx.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     layers = self.stitched(x, train=train)
     if self.sluice:
-      pooled = jnp.stack([jax.vmap(pool)(h) for h in layers], axis=1)  # [K, L, B, C]
+      pooled = jnp.stack([jax.vmap(global_pool)(h) for h in layers], axis=1)  # [K, L, B, C]
       z = jnp.einsum("kl,klbc->kbc", self.cross["beta"][...], pooled)
     else:
       z = layers[-1]

@@ -7,7 +7,7 @@ arXiv:1611.01587. Low-level tasks (e.g. position) attach to early trunk
 layers, high-level ones (e.g. shape) to later layers, so a task's loss shapes
 only the layers up to its depth.
 
-The trunk is split into *stages* (the helpers below): an MLP has one stage per
+The trunk is split into *stages* (``MLP.stage`` / ``CNN.stage``): an MLP has one stage per
 dense layer; a CNN has one per conv block plus its final dense layer. A head at
 a conv stage reads the feature map globally average-pooled to ``[B, C]``.
 """
@@ -17,49 +17,17 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.heads import Head
-from mtl_jax.models.trunks import CNN, MLP, activation, build_trunk
+from mtl_jax.models.trunks import CNN, MLP, build_trunk, global_pool
 from mtl_jax.tasks import Task
 
 
-def num_stages(trunk: nnx.Module) -> int:
-  """How many stages :func:`apply_stage` splits ``trunk`` into."""
-  if isinstance(trunk, MLP):
-    return len(trunk.layers)
-  if isinstance(trunk, CNN):
-    return len(trunk.convs) + 1
-  raise TypeError(f"No stages for a {type(trunk).__name__}; expected MLP or CNN.")
-
-
-def stage_width(trunk: nnx.Module, i: int) -> int:
-  """Features (MLP, CNN dense) or channels (CNN conv block) after stage ``i``."""
-  if isinstance(trunk, MLP):
-    return trunk.layers[i].out_features
-  return trunk.convs[i].out_features if i < len(trunk.convs) else trunk.out_features
-
-
-def apply_stage(trunk: nnx.Module, i: int, x: jax.Array, *, train: bool) -> jax.Array:
-  """Stage ``i`` of ``trunk``; all stages in order equal ``trunk(x)``."""
-  fn = activation(trunk.act)
-  if isinstance(trunk, MLP):
-    if i == 0:
-      x = x.reshape(x.shape[0], -1)
-    x = trunk.layers[i](x)
-    return fn(x) if trunk.final_act or i < len(trunk.layers) - 1 else x
-  if i < len(trunk.convs):
-    x = trunk.convs[i](x)
-    if len(trunk.norms):
-      x = trunk.norms[i](x, use_running_average=not train)
-    return nnx.max_pool(fn(x), (2, 2), strides=(2, 2))
-  return fn(trunk.dense(x.reshape(x.shape[0], -1)))
-
-
-def pool(x: jax.Array) -> jax.Array:
-  """``[B, ..., C] -> [B, C]`` by averaging the spatial axes (if any)."""
-  return x if x.ndim == 2 else jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+def _check_stages(trunk: nnx.Module) -> nnx.Module:
+  if not isinstance(trunk, (MLP, CNN)):
+    raise TypeError(f"No stages for a {type(trunk).__name__}; expected MLP or CNN.")
+  return trunk
 
 
 def task_depths(tasks: Sequence[Task], config: Optional[Mapping],
@@ -102,23 +70,23 @@ class Hierarchical(nnx.Module):
                rngs: nnx.Rngs):
     self.shared = build_trunk(config.trunk, input_shape, rngs=rngs)
     self.depths = task_depths(tasks, config.get("task_depth", None),
-                              num_stages(self.shared))
+                              _check_stages(self.shared).num_stages)
     self.names = tuple(t.name for t in tasks)
     head = config.get("head", None) or {}
     hidden, act = tuple(head.get("hidden", ())), head.get("act", "relu")
     self.tasks = nnx.Dict({
-        t.name: Head(stage_width(self.shared, d - 1), t, hidden, act=act, rngs=rngs)
+        t.name: Head(self.shared.stage_width(d - 1), t, hidden, act=act, rngs=rngs)
         for t, d in zip(tasks, self.depths)})
 
   def features(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """Outputs of stages ``1 .. max depth`` (index ``d - 1`` for depth ``d``)."""
     out = []
     for i in range(max(self.depths)):
-      x = apply_stage(self.shared, i, x, train=train)
+      x = self.shared.stage(i, x, train=train)
       out.append(x)
     return out
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     feats = self.features(x, train=train)
-    return {name: self.tasks[name](pool(feats[d - 1]), train=train)
+    return {name: self.tasks[name](global_pool(feats[d - 1]), train=train)
             for name, d in zip(self.names, self.depths)}

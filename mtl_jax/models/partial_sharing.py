@@ -28,7 +28,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.heads import Head
-from mtl_jax.models.hierarchical import apply_stage, stage_width
 from mtl_jax.models.trunks import activation, build_trunk
 from mtl_jax.tasks import Task
 
@@ -69,7 +68,7 @@ class TaskConv(nnx.Module):
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
     self.shared = build_trunk(config.trunk, input_shape, rngs=rngs)
-    channels = stage_width(self.shared, len(self.shared.convs) - 1)
+    channels = self.shared.stage_width(len(self.shared.convs) - 1)
     hidden, act = _head_args(config)
     self.tasks = nnx.Dict({
         t.name: nnx.Dict(
@@ -80,11 +79,11 @@ class TaskConv(nnx.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     n = len(self.shared.convs)
     for i in range(n):
-      x = apply_stage(self.shared, i, x, train=train)
+      x = self.shared.stage(i, x, train=train)
     fn = activation(self.shared.act)
     maps = jnp.stack([fn(self.tasks[name]["conv"](x)) for name in self.names])
     k, b = maps.shape[:2]
-    z = apply_stage(self.shared, n, maps.reshape(k * b, *maps.shape[2:]), train=train)
+    z = self.shared.stage(n, maps.reshape(k * b, *maps.shape[2:]), train=train)
     z = z.reshape(k, b, -1)
     return {name: self.tasks[name]["head"](z[i], train=train)
             for i, name in enumerate(self.names)}

@@ -43,14 +43,26 @@ class MLP(nnx.Module):
     self.final_act = final_act
     self.out_features = sizes[-1]
 
-  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+  @property
+  def num_stages(self) -> int:
+    """One stage per dense layer (see :meth:`stage`)."""
+    return len(self.layers)
+
+  def stage_width(self, i: int) -> int:
+    """Features after stage ``i``."""
+    return self.layers[i].out_features
+
+  def stage(self, i: int, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Dense layer ``i`` and its activation; all stages in order = ``__call__``."""
     del train
-    x = x.reshape(x.shape[0], -1)
-    fn = activation(self.act)
-    for i, layer in enumerate(self.layers):
-      x = layer(x)
-      if self.final_act or i < len(self.layers) - 1:
-        x = fn(x)
+    if i == 0:
+      x = x.reshape(x.shape[0], -1)
+    x = self.layers[i](x)
+    return activation(self.act)(x) if self.final_act or i < self.num_stages - 1 else x
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    for i in range(self.num_stages):
+      x = self.stage(i, x, train=train)
     return x
 
 
@@ -85,14 +97,34 @@ class CNN(nnx.Module):
     self.act = act
     self.out_features = features
 
-  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+  @property
+  def num_stages(self) -> int:
+    """One stage per conv block, plus the final dense layer."""
+    return len(self.convs) + 1
+
+  def stage_width(self, i: int) -> int:
+    """Channels after conv block ``i``, or the dense features (last stage)."""
+    return self.convs[i].out_features if i < len(self.convs) else self.out_features
+
+  def stage(self, i: int, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Conv block ``i`` (or the dense layer); all stages in order = ``__call__``."""
     fn = activation(self.act)
-    for i, conv in enumerate(self.convs):
-      x = conv(x)
-      if len(self.norms):
-        x = self.norms[i](x, use_running_average=not train)
-      x = nnx.max_pool(fn(x), (2, 2), strides=(2, 2))
-    return fn(self.dense(x.reshape(x.shape[0], -1)))
+    if i == len(self.convs):
+      return fn(self.dense(x.reshape(x.shape[0], -1)))
+    x = self.convs[i](x)
+    if len(self.norms):
+      x = self.norms[i](x, use_running_average=not train)
+    return nnx.max_pool(fn(x), (2, 2), strides=(2, 2))
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    for i in range(self.num_stages):
+      x = self.stage(i, x, train=train)
+    return x
+
+
+def global_pool(x: jax.Array) -> jax.Array:
+  """``[B, ..., C] -> [B, C]`` by averaging the spatial axes (if any)."""
+  return x if x.ndim == 2 else jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
 
 def build_trunk(config, input_shape: Sequence[int], *, rngs: nnx.Rngs) -> nnx.Module:
