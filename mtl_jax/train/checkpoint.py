@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -72,9 +73,15 @@ def _is_primary() -> bool:
   return jax.process_index() == 0
 
 
+_BARRIERS = itertools.count()
+
+
 def _barrier(name: str) -> None:
+  """Waits for every process (names must be unique: every process counts the
+  same calls in the same order)."""
   if jax.process_count() > 1:
-    ocp.multihost.sync_global_processes(f"mtl_jax_checkpoint_{name}")
+    ocp.multihost.sync_global_processes(
+        f"mtl_jax_checkpoint_{name}_{next(_BARRIERS)}")
 
 
 def _sha256(path: str) -> str:

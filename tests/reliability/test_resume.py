@@ -19,6 +19,10 @@ from mtl_jax.train import checkpoint, loop, signals
 from mtl_jax.train.checkpoint import Checkpointer
 from tests.reliability import common
 
+# One expensive module fixture: keep these tests on one xdist worker
+# (effective with ``pytest -n N --dist loadgroup``).
+pytestmark = pytest.mark.xdist_group("reliability_resume")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
