@@ -418,14 +418,18 @@ def parse(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def pin_to_one_core() -> None:
-  """Pins this process (and threads it starts later) to its first allowed core.
+def pin_to_one_core(core: Optional[int] = None) -> None:
+  """Pins this process (and threads it starts later) to one core.
+
+  ``core`` defaults to the first allowed core (``$MTL_JAX_BENCH_CORE`` overrides).
 
   Call before JAX starts its backend. On a shared, oversubscribed machine,
   multi-threaded wall times mostly measure the scheduler; one core gives the
   work per step.
   """
-  os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+  if core is None:
+    core = int(os.environ.get("MTL_JAX_BENCH_CORE", sorted(os.sched_getaffinity(0))[0]))
+  os.sched_setaffinity(0, {core})
 
 
 def main(argv=None) -> None:

@@ -14,9 +14,12 @@ meaningful.
 * :func:`lower_bounded_qp`: ``argmin_{w >= u} 1/2 w^T G w``, the dual form of
   the projection onto the dual cone of the task gradients (UPGrad, DualProj).
 * :func:`power_allocation`: the positive solution of ``G w = w^{-1/alpha}``
-  (FairGrad; ``alpha = 1`` gives Nash-MTL's bargaining equations), by damped
-  Newton with a vectorised line search.
-* :func:`clip_weights`: rescales weights to bound the update norm.
+  (FairGrad; ``alpha = 1`` gives Nash-MTL's bargaining equations), by
+  monotone damped Newton with a vectorised line search, on the positive
+  semi-definite part of ``G`` (:func:`psd_eigh`) with a ridge of at least
+  :func:`precision_ridge`.
+* :func:`clip_weights`: rescales weights to bound the update norm, with a
+  norm estimate that rounding cannot make zero or negative.
 """
 
 from __future__ import annotations
@@ -216,6 +219,41 @@ def _remainder(w, r, p):
   return jnp.where(jnp.abs(r) < 1e-2, series, exact)
 
 
+def psd_eigh(gramian: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  r"""Eigendecomposition of the positive semi-definite part of a Gramian.
+
+  A Gramian ``G = J J^T`` is positive semi-definite, but one computed in
+  floating point is only so up to rounding: when task gradients are
+  (anti-)parallel to working precision its smallest eigenvalues come out as
+  ``+-eps * lambda_max`` and can be negative (e.g. ``-4e-9`` next to ``0.69``
+  in float32). Methods that rely on convexity must not see them.
+
+  Args:
+    gramian: ``[T, T]`` (nearly) symmetric matrix.
+
+  Returns:
+    ``(lam, vec, neg)``: eigenvalues clamped at zero (ascending), the
+    orthonormal eigenvectors (columns) and the removed negative parts
+    ``min(lambda, 0)``, so that ``G_+ = G - vec diag(neg) vec^T =
+    vec diag(lam) vec^T``.
+  """
+  g = jnp.asarray(gramian, _float_dtype(gramian))
+  lam, vec = jnp.linalg.eigh(0.5 * (g + g.T))
+  neg = jnp.minimum(lam, 0.0)
+  return lam - neg, vec, neg
+
+
+def precision_ridge(lam_max: jax.Array, dtype=jnp.float32) -> jax.Array:
+  """The smallest meaningful ridge for a Gramian: one ulp of ``lambda_max``.
+
+  Eigenvalues of a Gramian computed in ``dtype`` are only known to about
+  ``eps * lambda_max``; below that a direction is numerically a null
+  direction, and a smaller ridge would let rounding decide how large the
+  weights along it get.
+  """
+  return float(jnp.finfo(dtype).eps) * jnp.maximum(lam_max, 0.0)
+
+
 def power_allocation(
     gramian: jax.Array,
     alpha: float = 1.0,
@@ -224,41 +262,56 @@ def power_allocation(
     iterations: int = 30,
     line_search: int = 8,
 ) -> jax.Array:
-  r"""The positive solution of ``(G + ridge I) w = w^{-1/alpha}``.
+  r"""The positive solution of ``(G_+ + ridge I) w = w^{-1/alpha}``.
 
   It is the unique minimiser of the strictly convex
 
   .. math::
-    F(w) = \tfrac12 w^\top (G + \epsilon I) w - \sum_t h(w_t), \qquad
+    F(w) = \tfrac12 w^\top (G_+ + \epsilon I) w - \sum_t h(w_t), \qquad
     h(w) = \begin{cases} \log w & \alpha = 1 \\
                          w^p / p,\; p = 1 - 1/\alpha & \text{otherwise,}
            \end{cases}
 
-  over ``w > 0`` when ``G + eps I`` is positive definite (``h`` is concave,
-  ``h'(w) = w^{-1/alpha}``, powers element-wise). ``alpha = 1`` gives
-  ``G w = 1 / w``, the Nash bargaining equations of Nash-MTL; general
-  ``alpha`` is FairGrad's alpha-fair allocation.
+  over ``w > 0`` (``h`` is concave, ``h'(w) = w^{-1/alpha}``, powers
+  element-wise). ``alpha = 1`` gives ``G w = 1 / w``, the Nash bargaining
+  equations of Nash-MTL; general ``alpha`` is FairGrad's alpha-fair
+  allocation.
 
-  Damped Newton on ``F``: the Newton step is cut to stay inside ``w > 0``
-  (at most 99% of the way to the boundary), then the best of
-  ``line_search`` halvings is taken by an exact, cancellation-free
-  evaluation of ``F(w + t d) - F(w)``; when rounding hides every decrease
-  (at convergence) the full step is taken. Start: ``w_t ∝ G_tt^{-alpha /
-  (1 + alpha)}`` (exact for orthogonal gradients), scaled by the best factor
-  along that ray.
+  Robustness to rounding (task gradients anti-parallel or duplicated to
+  working precision, where a float32 Gramian is indefinite by ``~eps``):
 
-  The ridge ``eps`` is applied as a separate term (never rounded into the
-  diagonal of ``G``), so even a tiny one bounds the solution when ``G`` is
-  singular (zero or opposite gradients, where the equations have no
-  solution).
+  * ``G_+`` is the positive semi-definite part of ``G``
+    (:func:`psd_eigh`): negative eigenvalues, which only rounding produces,
+    are set to zero, and every curvature ``x^T (G_+ + eps I) x`` is
+    evaluated as a sum of non-negative terms ``(lambda_i + eps) (v_i^T
+    x)^2``, so ``F`` is convex and coercive *as computed*.
+  * The ridge is raised to at least :func:`precision_ridge`
+    (``eps_machine * lambda_max(G)``): eigenvalues below it are rounding
+    noise, so a smaller ridge would let rounding set the weights along
+    numerically null directions. This bounds the solution,
+    ``eps ||w||^2 <= w^T (G_+ + eps I) w = sum_t w_t^p``
+    (``||w|| <= sqrt(T / eps)`` for ``alpha = 1``).
+  * The iteration is monotone: each step takes the best of ``line_search``
+    halvings of the (Jacobi-scaled) Newton step and of a diagonally scaled
+    gradient step, cut to stay inside ``w > 0`` (at most 99% of the way to
+    the boundary), by an exact, cancellation-free evaluation of ``F(w + t d)
+    - F(w)``. A step that does not decrease ``F`` is only taken when it is
+    below rounding (``|t d / w| <= 1e-3``, at convergence); otherwise ``w``
+    is kept. So the iterates never leave the level set of the start, which
+    the ridge bounds.
+
+  Start: ``w_t ∝ G_tt^{-alpha / (1 + alpha)}`` (exact for orthogonal
+  gradients), scaled by the best factor along that ray.
 
   Args:
-    gramian: ``[T, T]`` positive semi-definite matrix (a normalised Gramian).
+    gramian: ``[T, T]`` positive semi-definite matrix (a normalised Gramian;
+      rounding-level negative eigenvalues are tolerated).
     alpha: fairness exponent ``> 0`` (static).
-    ridge: ``eps >= 0`` (may be traced); ``0`` needs a positive definite
-      ``G``.
+    ridge: ``eps >= 0`` (may be traced), raised to at least
+      :func:`precision_ridge` of ``G``; ``0`` needs a non-zero ``G`` whose
+      equations have a solution.
     iterations: Newton steps (static).
-    line_search: candidate step sizes per Newton step (static).
+    line_search: candidate step sizes per direction and step (static).
 
   Returns:
     ``[T]`` positive ``w``.
@@ -280,39 +333,68 @@ def power_allocation(
   p = 0.0 if alpha == 1.0 else 1.0 - 1.0 / alpha
   dtype = _float_dtype(gramian)
   g = jnp.asarray(gramian, dtype)
+  g = 0.5 * (g + g.T)
+  t = g.shape[-1]
   tiny = jnp.finfo(dtype).tiny
+  lam, vec, neg = psd_eigh(g)
+  ridge = jnp.maximum(jnp.asarray(ridge, dtype),
+                      precision_ridge(lam[-1], dtype))
+  lam_r = lam + ridge                      # eigenvalues of G_+ + eps I
+  eye = jnp.eye(t, dtype=dtype)
 
-  def h_prime(w):
-    return w ** (p - 1.0)
+  def apply(x):
+    """``(G_+ + eps I) x``; exactly ``G x + eps x`` when ``G`` is PSD."""
+    correction = jnp.dot(vec, neg * jnp.dot(vec.T, x, precision=_HIGHEST),
+                         precision=_HIGHEST)
+    return jnp.dot(g, x, precision=_HIGHEST) + ridge * x - correction
+
+  def curvature(x):
+    """``x^T (G_+ + eps I) x`` as a sum of non-negative terms (batched)."""
+    y = jnp.dot(x, vec, precision=_HIGHEST)
+    return jnp.sum(lam_r * y * y, axis=-1)
 
   # Start on the ray of the orthogonal-gradient solution, best point on it.
-  w0 = jnp.maximum(jnp.diag(g) + ridge, tiny) ** (-alpha / (1.0 + alpha))
-  quad = jnp.maximum(
-      jnp.dot(w0, jnp.dot(g, w0, precision=_HIGHEST), precision=_HIGHEST)
-      + ridge * jnp.dot(w0, w0), tiny)
+  diag = jnp.maximum(jnp.diag(g), 0.0)
+  w0 = jnp.maximum(diag + ridge, tiny) ** (-alpha / (1.0 + alpha))
+  quad = jnp.maximum(curvature(w0), tiny)
   total = jnp.sum(w0 ** p)
   w0 = w0 * (total / quad) ** (1.0 / (2.0 - p))
   steps = 0.5 ** jnp.arange(line_search, dtype=dtype)
 
   def newton(_, w):
-    gw = jnp.dot(g, w, precision=_HIGHEST) + ridge * w
-    grad = gw - h_prime(w)
-    hess = g + jnp.diag(ridge + (1.0 - p) * w ** (p - 2.0))
-    d = -jnp.linalg.solve(hess, grad)
-    to_boundary = jnp.min(jnp.where(d < 0, -w / jnp.where(d < 0, d, -1.0),
-                                    jnp.inf))
-    cap = jnp.minimum(1.0, 0.99 * to_boundary)
-    ts = cap * steps
+    grad = apply(w) - w ** (p - 1.0)
+    # Jacobi scaling by the barrier's curvature D = (1 - p) w^(p - 2):
+    # S (G_+ + eps I) S + I with S = D^(-1/2) has eigenvalues >= 1.
+    s = w ** (1.0 - 0.5 * p) / jnp.sqrt(1.0 - p)
+    a = s[:, None] * vec
+    m = jnp.dot(a * lam_r, a.T, precision=_HIGHEST) + eye
+    d_newton = s * jnp.linalg.solve(m, -s * grad)
+    d_newton = jnp.where(jnp.all(jnp.isfinite(d_newton)), d_newton, 0.0)
+    d_grad = -s * s * grad           # diagonal Newton: always descending
+    ds = jnp.stack([d_newton, d_grad])                        # [2, T]
+    slope = jnp.dot(ds, grad, precision=_HIGHEST)             # [2]
+    ds = jnp.where((slope < 0)[:, None], ds, 0.0)
+    slope = jnp.minimum(slope, 0.0)
+    to_boundary = jnp.min(
+        jnp.where(ds < 0, -w / jnp.where(ds < 0, ds, -1.0), jnp.inf), axis=1)
+    cap = jnp.minimum(1.0, 0.99 * to_boundary)                # [2]
+    ts = cap[:, None] * steps                                 # [2, L]
     # F(w + t d) - F(w), exactly: linear + quadratic + concave remainder.
-    dgd = (jnp.dot(d, jnp.dot(g, d, precision=_HIGHEST), precision=_HIGHEST)
-           + ridge * jnp.dot(d, d))
-    r = ts[:, None] * d[None, :] / w[None, :]
-    change = (ts * jnp.dot(grad, d, precision=_HIGHEST) + 0.5 * ts * ts * dgd
-              - jnp.sum(_remainder(w[None, :], r, p), axis=1))
-    change = jnp.where(jnp.isfinite(change), change, jnp.inf)
+    r = ts[:, :, None] * ds[:, None, :] / w                   # [2, L, T]
+    change = (ts * slope[:, None] + 0.5 * ts * ts * curvature(ds)[:, None]
+              - jnp.sum(_remainder(w, r, p), axis=-1))
+    change = jnp.where(jnp.isfinite(change), change, jnp.inf).reshape(-1)
     best = jnp.argmin(change)
-    t = jnp.where(change[best] < 0, ts[best], cap)
-    w_new = w + t * d
+    decrease = change[best] < 0
+    candidates = ts[:, :, None] * ds[:, None, :]
+    step_best = candidates.reshape(-1, t)[best]
+    # No visible decrease: take the Newton step only if it is below
+    # rounding (convergence); otherwise keep w.
+    step_full = cap[0] * ds[0]
+    tiny_step = jnp.max(jnp.abs(step_full) / w) <= 1e-3
+    step = jnp.where(decrease, step_best,
+                     jnp.where(tiny_step, step_full, 0.0))
+    w_new = w + step
     ok = jnp.all(jnp.isfinite(w_new)) & jnp.all(w_new > 0)
     return jnp.where(ok, w_new, w)
 
@@ -326,6 +408,21 @@ def clip_weights(weights: jax.Array, gramian: jax.Array,
   The norm is computed from rescaled ``w`` and ``G`` so that it neither
   overflows for huge gradients nor turns ``0 * inf`` into NaN.
 
+  It is also robust to rounding. When the weighted gradients cancel (task
+  gradients anti-parallel to working precision), ``w^T G w`` computed from
+  a float32 Gramian is pure rounding noise, of size ``~eps (sum_t |w_t|
+  ||g_t||)^2``, and can even be negative (a rounding-indefinite Gramian),
+  while the update ``sum_t w_t g_t`` computed from the gradients has a
+  rounding error of the same order. So the squared norm used here is
+
+  .. math::
+    \max(w^\top G w, 0) + 2 T \epsilon_{\text{mach}}
+    \Big(\sum_t |w_t| \sqrt{G_{tt}}\Big)^2 ,
+
+  an upper bound of ``||J^T w||^2`` that is never zero for a non-zero
+  update; it changes the norm by a relative ``~T^2 eps`` when the
+  gradients do not cancel.
+
   Args:
     weights: ``[T]`` weights ``w``.
     gramian: ``[T, T]`` Gramian ``G = J J^T``.
@@ -337,13 +434,17 @@ def clip_weights(weights: jax.Array, gramian: jax.Array,
   dtype = _float_dtype(weights, gramian)
   w = jnp.asarray(weights, dtype)
   g = jnp.asarray(gramian, dtype)
+  t = w.shape[-1]
   tiny = jnp.finfo(dtype).tiny
+  eps = float(jnp.finfo(dtype).eps)
   w_scale = jnp.maximum(jnp.max(jnp.abs(w)), tiny)
   g_scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(g))), tiny)
   u = w / w_scale
-  quad = jnp.dot(u, jnp.dot(g / g_scale, u, precision=_HIGHEST),
-                 precision=_HIGHEST)
-  unit_norm = jnp.sqrt(jnp.maximum(quad, 0.0)) * jnp.sqrt(g_scale)  # of J^T u
+  gn = g / g_scale
+  quad = jnp.dot(u, jnp.dot(gn, u, precision=_HIGHEST), precision=_HIGHEST)
+  gross = jnp.sum(jnp.abs(u) * jnp.sqrt(jnp.maximum(jnp.diag(gn), 0.0)))
+  quad = jnp.maximum(quad, 0.0) + 2.0 * t * eps * gross * gross
+  unit_norm = jnp.sqrt(quad) * jnp.sqrt(g_scale)  # of J^T u
   norm = w_scale * unit_norm
   # Clipped: u * max_norm / ||J^T u||, which never under- or overflows.
   clipped = u * (max_norm / jnp.maximum(unit_norm, tiny))

@@ -98,8 +98,12 @@ def _prepare_hint(tfds_name: str, root: str) -> str:
 
 
 def data_problem(dataset: str, tfds_name: str, root: str) -> str | None:
-  """Why ``tfds_name`` cannot be read from ``root`` and how to prepare it, or
-  None when it is prepared there in array_record format."""
+  """Why ``tfds_name`` cannot be read from ``root``, or None.
+
+  Returns:
+    None when the dataset is prepared under ``root`` in array_record format,
+    else a message naming the problem and how to prepare or convert the data.
+  """
   try:
     builder = tfds.builder(tfds_name, data_dir=root)
     prepared, path = builder.is_prepared(), builder.data_path

@@ -65,6 +65,7 @@ class Experts(nnx.Module):
 
   def __init__(self, num: int, in_features: int, hidden: Sequence[int], *,
                act: str = "relu", rngs: nnx.Rngs):
+    activation(act)  # Fails early on an unknown name.
     init = jax.nn.initializers.lecun_normal(batch_axis=(0,))
     sizes = [in_features, *hidden]
     self.kernels = nnx.List([nnx.Param(init(rngs.params(), (num, a, b)))

@@ -72,3 +72,79 @@ def test_max_norm_clips_the_update():
 def test_out_of_domain_hyperparameters_raise(hparams, name):
   with pytest.raises(ValueError, match=name):
     aggregation.get("fairgrad", **hparams)
+
+
+# Regression: on the toy benchmark's Pareto set the two task gradients are
+# anti-parallel to float32 precision (Gramian eigenvalues -4e-9 and 0.69):
+# the update norm was 64 despite max_norm = 1 (up to 5e15 in the benchmark).
+REPRO_JAC = np.array([[-0.19899285, -0.00027255394],
+                      [0.8087746, 0.0011050203]], np.float32)
+
+
+def _update(jac, **hparams):
+  agg = aggregation.get("fairgrad", **hparams)
+  grads = {"w": jnp.asarray(jac, jnp.float32)}
+  d, _ = jax.jit(agg.update)(grads, agg.init(len(jac)))
+  w, _ = jax.jit(agg.weights)(aggregation.gramian(grads), agg.init(len(jac)))
+  return np.asarray(d["w"], np.float64), np.asarray(w, np.float64)
+
+
+def _ridge_bound(jac, alpha, reg_eps=1e-8):
+  """Bound on ||w||: eps ||v||^2 <= sum v^p on G / s, then w = v s^(-a/(1+a))."""
+  jac = np.asarray(jac, np.float64)
+  s = max(np.mean(np.sum(jac * jac, axis=1)), 1e-20)
+  p = 1.0 - 1.0 / alpha
+  return np.sqrt(len(jac)) * reg_eps ** (-1 / (2 - p)) * s ** (
+      -alpha / (1 + alpha))
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5])
+def test_anti_parallel_to_float32_precision_is_clipped(alpha):
+  d, w = _update(REPRO_JAC, alpha=alpha)
+  assert np.all(np.isfinite(d)) and np.all(np.isfinite(w))
+  assert np.linalg.norm(d) <= 1.0 + 1e-5
+  assert np.linalg.norm(w @ REPRO_JAC.astype(np.float64)) <= 1.0 + 1e-5
+  _, w_free = _update(REPRO_JAC, alpha=alpha, max_norm=0.0)
+  assert np.all(np.isfinite(w_free)) and np.all(w_free > 0)
+  if alpha >= 1:
+    assert np.linalg.norm(w_free) <= _ridge_bound(REPRO_JAC, alpha)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e15])
+def test_anti_parallel_gradients_at_every_scale(scale):
+  base = RNG.normal(size=5)
+  jac = (scale * np.stack([base, -0.37 * base])).astype(np.float32)
+  d, w = _update(jac)
+  assert np.all(np.isfinite(d)) and np.all(np.isfinite(w))
+  assert np.linalg.norm(d) <= 1.0 + 1e-5
+  _, w_free = _update(jac, max_norm=0.0)
+  assert np.all(np.isfinite(w_free)) and np.all(w_free > 0)
+  if scale > 1e-20:   # (1e-30 gradients: the float32 Gramian underflows.)
+    assert np.linalg.norm(w_free) <= 1.05 * _ridge_bound(jac, 1.0)
+
+
+def test_rank_one_gramian_with_negative_rounding_eigenvalue():
+  rng = np.random.default_rng(7)
+  grams, jacs = [], []
+  for t in (3,) * 8:
+    a = rng.normal(size=t)
+    a *= np.sqrt(0.3) / np.linalg.norm(a)
+    v = rng.normal(size=t)
+    v -= a * (a @ v) / (a @ a)
+    v /= np.linalg.norm(v)
+    g = (np.outer(a, a) - 1e-9 * np.outer(v, v)).astype(np.float32)
+    if np.linalg.eigvalsh(g.astype(np.float64))[0] < 0:
+      grams.append(g)
+      jacs.append(a)   # J = a b^T with a unit b: ||J^T w|| = |a . w|.
+  assert len(grams) >= 4
+  grams, jacs = np.stack(grams[:BATCH - 1] * 2)[:BATCH], np.stack(
+      jacs[:BATCH - 1] * 2)[:BATCH]
+  w = np.asarray(_weights_fn()(jnp.asarray(grams)), np.float64)
+  w_free = np.asarray(_weights_fn(max_norm=0.0)(jnp.asarray(grams)),
+                      np.float64)
+  assert np.all(np.isfinite(w)) and np.all(np.isfinite(w_free))
+  assert np.all(w_free > 0)
+  s = 0.3 / 3   # mean of diag G
+  assert np.all(np.linalg.norm(w_free, axis=1)
+                <= 1.05 * np.sqrt(3 / 1e-8) / np.sqrt(s))
+  assert np.all(np.abs(np.sum(w * jacs, axis=1)) <= 1.0 + 1e-5)

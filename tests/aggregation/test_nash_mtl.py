@@ -103,3 +103,66 @@ def test_update_weights_every_holds_weights_in_state():
 def test_out_of_domain_hyperparameters_raise(hparams, name):
   with pytest.raises(ValueError, match=name):
     aggregation.get("nash_mtl", **hparams)
+
+
+# Regression: on the toy benchmark's Pareto set the two task gradients are
+# anti-parallel to float32 precision (Gramian eigenvalues -4e-9 and 0.69).
+# The weights ran away to 5e19 and the update norm to 3.7e13 despite
+# max_norm = 1, which wrecked Adam's second moment.
+REPRO_JAC = np.array([[-0.19899285, -0.00027255394],
+                      [0.8087746, 0.0011050203]], np.float32)
+BOUND = np.sqrt(2 / 1e-8)   # ||alpha|| <= sqrt(T / reg_eps): the ridge bound.
+
+
+def _update(jac, **hparams):
+  agg = aggregation.get("nash_mtl", **hparams)
+  grads = {"w": jnp.asarray(jac, jnp.float32)}
+  d, state = jax.jit(agg.update)(grads, agg.init(len(jac)))
+  w, _ = jax.jit(agg.weights)(aggregation.gramian(grads), agg.init(len(jac)))
+  return (np.asarray(d["w"], np.float64), np.asarray(w, np.float64),
+          np.asarray(state.alpha, np.float64))
+
+
+def test_anti_parallel_to_float32_precision_is_clipped():
+  d, w, alpha = _update(REPRO_JAC)
+  assert np.all(np.isfinite(d)) and np.all(np.isfinite(alpha))
+  assert np.linalg.norm(d) <= 1.0 + 1e-5
+  assert np.linalg.norm(w @ REPRO_JAC.astype(np.float64)) <= 1.0 + 1e-5
+  assert np.all(alpha > 0) and np.linalg.norm(alpha) <= BOUND
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e15])
+def test_anti_parallel_gradients_at_every_scale(scale):
+  base = RNG.normal(size=5)
+  jac = scale * np.stack([base, -0.37 * base])
+  for max_norm in (1.0, 0.0):
+    d, w, alpha = _update(jac, max_norm=max_norm)
+    assert np.all(np.isfinite(d)) and np.all(np.isfinite(w))
+    assert np.all(alpha > 0) and np.linalg.norm(alpha) <= BOUND
+    if max_norm:
+      assert np.linalg.norm(d) <= 1.0 + 1e-5
+
+
+def test_rank_one_gramian_with_negative_rounding_eigenvalue():
+  rng = np.random.default_rng(7)
+  grams, jacs = [], []
+  for t in (3,) * 8:
+    a = rng.normal(size=t)
+    a *= np.sqrt(0.3) / np.linalg.norm(a)
+    v = rng.normal(size=t)
+    v -= a * (a @ v) / (a @ a)
+    v /= np.linalg.norm(v)
+    g = (np.outer(a, a) - 1e-9 * np.outer(v, v)).astype(np.float32)
+    if np.linalg.eigvalsh(g.astype(np.float64))[0] < 0:
+      grams.append(g)
+      jacs.append(a)   # J = a b^T with a unit b: ||J^T w|| = |a . w|.
+  assert len(grams) >= 4
+  grams, jacs = np.stack(grams[:BATCH - 1] * 2)[:BATCH], np.stack(
+      jacs[:BATCH - 1] * 2)[:BATCH]
+  w = np.asarray(_weights_fn()(jnp.asarray(grams)), np.float64)
+  alpha = np.asarray(_weights_fn(max_norm=0.0)(jnp.asarray(grams)),
+                     np.float64)
+  assert np.all(np.isfinite(w)) and np.all(np.isfinite(alpha))
+  assert np.all(alpha > 0)
+  assert np.all(np.linalg.norm(alpha, axis=1) <= np.sqrt(3 / 1e-8))
+  assert np.all(np.abs(np.sum(w * jacs, axis=1)) <= 1.0 + 1e-5)

@@ -157,9 +157,12 @@ def test_power_allocation_orthogonal_closed_form_and_singular():
     assert np.all(np.isfinite(w)) and np.all(w > 0)
     # Zero and opposite gradients: bounded by the ridge alone,
     # eps w = w^(-1/alpha), w = eps^(-alpha/(1+alpha)) (equal by symmetry).
+    # The ridge is at least one float32 ulp of lambda_max (rounding noise):
+    # for the opposite pairs (lambda_max = 2) 2.4e-7 instead of 1e-8.
     np.testing.assert_allclose(w[1], 1e-8 ** (-alpha / (1 + alpha)),
                                rtol=1e-4)
-    np.testing.assert_allclose(w[3], 1e-8 ** (-alpha / (1 + alpha)),
+    floor = float(np.finfo(np.float32).eps) * 2.0
+    np.testing.assert_allclose(w[3], floor ** (-alpha / (1 + alpha)),
                                rtol=1e-2)
     # All-equal (duplicated) gradients: 6 w = w^(-1/alpha), w equal.
     np.testing.assert_allclose(w[2], 6.0 ** (-alpha / (1 + alpha)), rtol=1e-4)
@@ -184,3 +187,83 @@ def test_clip_weights_overflow_safe():
   # Huge Gramian and weights (w^T G w overflows float32): norm exactly 1.
   np.testing.assert_allclose(np.sqrt(out[2] @ gs[2] @ out[2]), 1.0, rtol=1e-5)
   np.testing.assert_allclose(out[3], [1e30, 1e30], rtol=1e-6)  # Zero G.
+
+
+# Regression: on the toy benchmark's Pareto set the two task gradients are
+# anti-parallel to float32 precision; their float32 Gramian has eigenvalues
+# -4e-9 and 0.69 (indefinite by rounding). Newton ran away on it (weights
+# 5e19) and w^T G w < 0 disabled the clip (update norms up to 5e15).
+REPRO_JAC = np.array([[-0.19899285, -0.00027255394],
+                      [0.8087746, 0.0011050203]], np.float32)
+
+
+def _rounding_indefinite_gramians():
+  """Float32 Gramians whose exact eigenvalues include a negative one."""
+  rng = np.random.default_rng(7)
+  gs = [REPRO_JAC @ REPRO_JAC.T]
+  for t in (2, 3, 3):   # Random rank one, minus 1e-9 off its range.
+    a = rng.normal(size=t)
+    a *= np.sqrt(0.3) / np.linalg.norm(a)
+    v = rng.normal(size=t)
+    v -= a * (a @ v) / (a @ a)
+    v /= np.linalg.norm(v)
+    gs.append(np.outer(a, a) - 1e-9 * np.outer(v, v))
+  gs = [g.astype(np.float32) for g in gs]
+  for g in gs:   # The precondition: indefinite as stored.
+    assert np.linalg.eigvalsh(g.astype(np.float64))[0] < 0
+  return gs
+
+
+@pytest.mark.parametrize("alpha", [1.0, 3.0, 0.5])
+def test_power_allocation_bounded_on_rounding_indefinite_gramians(alpha):
+  p = 0.0 if alpha == 1.0 else 1.0 - 1.0 / alpha
+  for g in _rounding_indefinite_gramians():
+    t = len(g)
+    g = g / np.mean(np.diag(g))
+    w = np.asarray(jax.jit(lambda x: _qp.power_allocation(
+        x, alpha, ridge=1e-8, iterations=25))(jnp.asarray(g, jnp.float32)),
+                   np.float64)
+    assert np.all(np.isfinite(w)) and np.all(w > 0), w
+    if p >= 0:
+      # eps ||w||^2 <= w^T (G_+ + eps I) w = sum w^p <= T^(1-p/2) ||w||^p.
+      bound = np.sqrt(t) * 1e-8 ** (-1.0 / (2.0 - p))
+      assert np.linalg.norm(w) <= 1.05 * bound
+    # Solved on the PSD part: the fixed point holds along its range, and the
+    # objective is not below the float64 optimum (no runaway).
+    lam, vec = np.linalg.eigh(g.astype(np.float64))
+    lam = np.maximum(lam, 0.0) + max(1e-8, float(np.finfo(np.float32).eps)
+                                     * lam[-1])
+    hess = (vec * lam) @ vec.T
+    h = (lambda x: np.sum(np.log(x))) if p == 0 else (
+        lambda x: np.sum(x ** p) / p)
+    value = 0.5 * w @ hess @ w - h(w)
+    w_ref = np.ones(t)
+    for _ in range(200):   # Damped Newton in float64.
+      grad = hess @ w_ref - w_ref ** (p - 1)
+      step = -np.linalg.solve(hess + np.diag((1 - p) * w_ref ** (p - 2)),
+                              grad)
+      s = 1.0
+      while np.any(w_ref + s * step <= 0):
+        s /= 2
+      w_ref = w_ref + s * step
+    best = 0.5 * w_ref @ hess @ w_ref - h(w_ref)
+    assert value <= best + 1e-4 * max(1.0, abs(best))
+
+
+def test_clip_weights_bounds_cancelling_updates():
+  # The runaway weights of the old solver on the repro: w^T G w computed
+  # from the float32 Gramian is -1.6e31, yet ||J^T w|| is 3.7e13.
+  g = REPRO_JAC @ REPRO_JAC.T
+  jac = REPRO_JAC.astype(np.float64)
+  clip = jax.jit(lambda w, g: _qp.clip_weights(w, g, 1.0))
+  for w in ([5.4595590e19, 1.3432833e19], [4027.76, 991.0], [1.0, 0.246]):
+    out = clip(jnp.asarray(w, jnp.float32), jnp.asarray(g, jnp.float32))
+    assert np.all(np.isfinite(out))
+    # The exact norm (float64) and the one computed in float32 both <= 1.
+    assert np.linalg.norm(np.asarray(out, np.float64) @ jac) <= 1.0 + 1e-6
+    d32 = jnp.tensordot(out, jnp.asarray(REPRO_JAC), axes=1,
+                        precision=jax.lax.Precision.HIGHEST)
+    assert float(jnp.linalg.norm(d32)) <= 1.0 + 1e-6
+  # Zero weights and a zero Gramian stay as they are.
+  zero = clip(jnp.zeros(2), jnp.asarray(g, jnp.float32))
+  np.testing.assert_array_equal(zero, 0.0)

@@ -11,6 +11,7 @@ generated images) and reads them with no mock at all.
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -300,6 +301,17 @@ def test_prepared_array_record_files_are_read_without_mocks(tmp_path):
   assert batch["inputs"].shape == (6, 28, 28, 1)
 
 
+def test_data_without_random_access_names_the_conversion(tmp_path):
+  root = str(tmp_path)
+  _FakeMnist(data_dir=root, file_format="array_record").download_and_prepare()
+  info = tmp_path / "mnist" / "3.0.1" / "dataset_info.json"
+  # Pretend it was prepared as TFRecord (writing TFRecord needs TensorFlow).
+  info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
+  with pytest.raises(catalog.MissingDataError, match="without random access.*"
+                     "tfds convert_format --dataset_version_dir=.*array_record"):
+    data.num_examples({"name": "multi_mnist", "data_dir": root}, "test")
+
+
 # --- Shuffled, sharded, resumable batches -------------------------------------
 
 
@@ -315,7 +327,7 @@ def test_catalog_batches_are_shuffled_sharded_and_resumable(tmp_path):
     iterator = build()
     for _ in range(7):  # past the first epoch of 6 batches
       next(iterator)
-    state = iterator.get_state()
+    state = json.loads(json.dumps(iterator.get_state()))
     expected = [next(iterator) for _ in range(2)]
     restored = build()
     restored.set_state(state)

@@ -7,8 +7,9 @@ whole (``validate.check_config``: tasks against the data, the method, the
 optimizer; the model built abstractly) and reads a batch of its data
 section; then each distinct one trains 2 steps with tiny overrides (16x16
 images, a one-block trunk: XLA compile time grows with the layers, not with
-the data; CelebA on 4 of its 40 attributes) to keep the test fast. multi_fashion is multi_mnist with another
-``data.name``, smallnorb:official smallnorb without ``instance``.
+the data; CelebA on 4 of its 40 attributes) to keep the test fast
+(multi_fashion is multi_mnist with another ``data.name``, smallnorb:official
+is smallnorb without ``instance``).
 """
 
 import importlib.util

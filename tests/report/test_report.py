@@ -13,6 +13,7 @@ from PIL import Image
 from mtl_jax import cli, report
 from mtl_jax.report import figures, runs as runs_lib
 from mtl_jax.train import compare, logger
+from tests import configs_loader
 from tests.report import tb_events
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -100,7 +101,8 @@ def test_report_of_a_train_run(sprites_run, tmp_path):
   test = [r for r in records if r["split"] == "test"][-1]
   table = _table(md)
   metrics = {k: v for k, v in test.items() if k.count("/") == 1 and not k.startswith("loss/")}
-  assert len(metrics) == 5
+  declared = configs_loader.load("sprites", "mlp").tasks
+  assert len(metrics) == sum(len(spec["metrics"]) for spec in declared.values())
   for key, value in metrics.items():
     assert table[tuple(key.split("/"))] == {name: f"{value:.4f}"}
   assert "No Delta_m: none of the runs is a single-task baseline" in md
@@ -165,7 +167,9 @@ def test_cli_report(compare_dir, tmp_path, capsys):
 
 def test_compare_shows_a_progress_bar_over_runs(tiny_sprites_config, monkeypatch, capsys):
   c = tiny_sprites_config
-  c.tasks = {name: c.tasks[name] for name in ("shape", "x")}
+  x_task = c.tasks["x"].to_dict()
+  x_task["metrics"] = ("mae",)
+  c.tasks = {"shape": c.tasks["shape"], "x": x_task}
 
   def fake_train(config, *, workdir, progress, eval_splits):
     values = {"shape": {"accuracy": 0.5}, "x": {"mae": 0.25}}
