@@ -1,7 +1,8 @@
 """Loads ``configs/<name>.py`` by path, as the CLI does."""
 
-import importlib.util
 import pathlib
+
+from mtl_jax import config_files
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -11,7 +12,4 @@ def names() -> list[str]:
 
 
 def load(name: str, arg=None):
-  spec = importlib.util.spec_from_file_location(f"configs.{name}", CONFIG_DIR / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg is not None else module.get_config()
+  return config_files.load(CONFIG_DIR / f"{name}.py", arg)
