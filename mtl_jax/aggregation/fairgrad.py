@@ -40,7 +40,13 @@ def fairgrad(
   ``G / s + reg_eps I`` (``s`` the mean of ``diag G``), and mapped back
   exactly: the solution for ``G`` is ``s^{-alpha / (1 + alpha)}`` times the
   one for ``G / s``. The ridge keeps the problem bounded for singular ``G``
-  (opposite or zero gradients).
+  (opposite or zero gradients). Gradients that are anti-parallel or
+  duplicated to float32 precision (as on a Pareto set) give a Gramian that is
+  indefinite by rounding: the solver works on its positive semi-definite part
+  with a ridge of at least one float32 ulp of its largest eigenvalue and
+  never lets its objective increase, so the weights stay bounded by the
+  ridge, and the clip uses a norm estimate that rounding cannot make zero or
+  negative (:func:`mtl_jax.aggregation._qp.clip_weights`).
 
   ``max_norm > 0`` rescales the weights so that ``||J^T w|| <= max_norm``,
   like the reference's ``clip_grad_norm_`` on the shared parameters. (The
@@ -52,9 +58,10 @@ def fairgrad(
     alpha: fairness exponent, ``> 0``.
     max_norm: clip the update norm to this value, ``>= 0``; ``0`` disables
       clipping. The reference default is ``1.0``.
-    reg_eps: ridge added to the normalised Gramian, ``> 0``; it only
-      matters for tasks whose gradient is ~1e-4 times smaller than the
-      others.
+    reg_eps: ridge added to the normalised Gramian, ``> 0``; values below
+      float32 resolution (``1.2e-7`` times its largest eigenvalue) are
+      raised to it. It only matters for tasks whose gradient is ~1e-4 times
+      smaller than the others, or for (nearly) opposite gradients.
     norm_eps: floor of the normalisation scale, ``> 0``.
     iterations: Newton steps, ``>= 1``.
 

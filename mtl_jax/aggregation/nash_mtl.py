@@ -55,6 +55,15 @@ def nash_mtl(
   opposite gradients have no bargaining solution); a task with a zero
   gradient then gets a large weight that multiplies a zero gradient.
 
+  Gradients that are anti-parallel or duplicated to float32 precision (as on
+  a Pareto set) give a Gramian that is indefinite by rounding. The solver
+  works on its positive semi-definite part with a ridge of at least one
+  float32 ulp of its largest eigenvalue (``~1.2e-7`` on the normalised
+  Gramian) and never lets the objective increase, so ``||alpha|| <= sqrt(T /
+  ridge)``; the clip uses a norm estimate that rounding cannot make zero or
+  negative (:func:`mtl_jax.aggregation._qp.clip_weights`), so the update
+  norm stays below ``max_norm``.
+
   ``update_weights_every = k`` recomputes the weights every ``k``-th update
   and reuses the stored ones in between (the count lives in the state);
   ``max_norm > 0`` rescales the weights so that ``||J^T w|| <= max_norm``,
@@ -68,9 +77,11 @@ def nash_mtl(
       integer ``>= 1``.
     normalize: return the solution on the Frobenius-normalised Gramian (the
       reference), or the raw bargaining solution when ``False``.
-    reg_eps: ridge added to the normalised Gramian, ``> 0``. It moves the
-      weights by about ``reg_eps / (G_tt / s)`` relative, so it only matters
-      for tasks whose gradient is ~1e-4 times smaller than the others.
+    reg_eps: ridge added to the normalised Gramian, ``> 0``; values below
+      float32 resolution (``1.2e-7`` times its largest eigenvalue) are
+      raised to it. It moves the weights by about ``reg_eps / (G_tt / s)``
+      relative, so it only matters for tasks whose gradient is ~1e-4 times
+      smaller than the others, or for (nearly) opposite gradients.
     norm_eps: floor of the normalisation scale ``s``, ``> 0``.
     iterations: Newton steps, ``>= 1``.
 

@@ -71,3 +71,45 @@ def test_errors():
     aggregation.get("aligned_mtl", scale_mode="max")
   with pytest.raises(ValueError, match="rcond"):
     aggregation.get("aligned_mtl", rcond=0.0)
+
+
+def _nearly_opposite(theta):
+  """Gradients of norms 1 and 2 that are ``theta`` rad from anti-parallel."""
+  return np.array([[1.0, 0.0],
+                   [-2.0 * np.cos(theta), 2.0 * np.sin(theta)]])
+
+
+def test_nearly_anti_parallel_gradients_still_move():
+  # 6e-3 rad from anti-parallel: eigenvalue ratio 0.16 theta^2 = 5.8e-6,
+  # far above float32 rounding, so the direction is kept (the former
+  # default rcond = 1e-5 cut it and stopped 0.16 short of the toy problem's
+  # Pareto set): the full-rank alignment, which descends the summed loss.
+  jac = _nearly_opposite(6e-3)
+  agg = aggregation.get("aligned_mtl")
+  d, _ = jax.jit(agg.update)(jnp.asarray(jac, jnp.float32), agg.init(2))
+  d = np.asarray(d, np.float64)
+  lam, vec = np.linalg.eigh(jac @ jac.T)
+  exact = np.sqrt(lam[0]) * ((vec / np.sqrt(lam)) @ vec.T).sum(1) @ jac
+  np.testing.assert_allclose(d, exact, rtol=1e-3)
+  assert jac.sum(0) @ d > 0
+  # rcond = 1e-5 keeps rank one: d = J^T v_max (v_max . 1), along the
+  # conflict instead of the aligned direction.
+  old = aggregation.get("aligned_mtl", rcond=1e-5)
+  d_old, _ = jax.jit(old.update)(jnp.asarray(jac, jnp.float32), old.init(2))
+  v = vec[:, -1]
+  np.testing.assert_allclose(d_old, v.sum() * v @ jac, rtol=1e-3)
+
+
+def test_rounding_noise_of_collinear_gradients_is_cut():
+  # g_t = a_t u (rank one, signs mixed): the exact update is sum_t g_t. The
+  # two zero eigenvalues come out of float32 as up to ~4 eps * lambda_max;
+  # the default cut-off (1e-6, ~8 eps) must still drop them.
+  rng = np.random.default_rng(12)
+  a = rng.uniform(0.1, 10.0, size=(8, 3, 1)) * rng.choice([-1, 1], (8, 3, 1))
+  jac = a * rng.normal(size=(8, 1, 64)) * 10.0 ** rng.uniform(-3, 3,
+                                                              (8, 1, 1))
+  jac = jac.astype(np.float32).astype(np.float64)
+  b = _alignment(jac)
+  for bk, j in zip(b, jac):
+    np.testing.assert_allclose(bk.sum(1) @ j, j.sum(0), rtol=1e-4,
+                               atol=1e-4 * np.abs(j).max())

@@ -93,3 +93,33 @@ def test_duplicated_opposite_and_zero_gradients():
 def test_out_of_domain_hyperparameters_raise(hparams, name):
   with pytest.raises(ValueError, match=name):
     aggregation.get("config", **hparams)
+
+
+def test_nearly_anti_parallel_gradients_still_move():
+  # 6e-3 rad from anti-parallel: cosine-matrix eigenvalue ratio
+  # theta^2 / 4 = 9e-6, far above float32 rounding, so the equal-cosine
+  # direction exists and improves both tasks (the former default
+  # rtol = 1e-5 cut it: d = 0, stopping short of the toy's Pareto set).
+  theta = 6e-3
+  jac = np.array([[1.0, 0.0], [-2.0 * np.cos(theta), 2.0 * np.sin(theta)]])
+  d = _directions(jac[None])[0]
+  assert np.all(jac @ d > 0)
+  np.testing.assert_allclose(d, _config_by_formula(jac), rtol=1e-3)
+  np.testing.assert_allclose(_directions(jac[None], rtol=1e-5)[0], 0.0,
+                             atol=1e-6)
+
+
+def test_rounding_noise_of_collinear_gradients_is_cut():
+  # g_t = a_t u with mixed signs, T = 3: U^+ 1 is along u, so d = sum_t g_t.
+  # The two zero eigenvalues come out of float32 as up to ~4 eps; the
+  # default cut-off (1e-6, ~8 eps) must still drop them.
+  rng = np.random.default_rng(13)
+  a = rng.uniform(0.1, 10.0, size=(BATCH, 3, 1)) * rng.choice(
+      [-1, 1], (BATCH, 3, 1))
+  jac = a * rng.normal(size=(BATCH, 1, 64)) * 10.0 ** rng.uniform(
+      -3, 3, (BATCH, 1, 1))
+  jac = jac.astype(np.float32).astype(np.float64)
+  d = _directions(jac)
+  for db, j in zip(d, jac):
+    np.testing.assert_allclose(db, j.sum(0), rtol=1e-4,
+                               atol=1e-4 * np.abs(j).max())
