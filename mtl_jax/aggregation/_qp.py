@@ -29,6 +29,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.aggregation.base import normalize_gramian
+
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -200,6 +202,17 @@ def lower_bounded_qp(
   v = nonnegative_qp(g, jnp.dot(g, u, precision=_HIGHEST),
                      iterations=iterations, tol=tol)
   return u + v
+
+
+def dual_cone_matrix(gramian: jax.Array, reg_eps: float, norm_eps: float) -> jax.Array:
+  """``G / tr(G) + reg_eps I``: the problem matrix of the dual-cone projections.
+
+  Shared by UPGrad and DualProj (Quinton & Rey, 2024), which project onto the
+  dual cone of the task gradients by solving ``min_{w >= u} w^T M w``.
+  """
+  t = gramian.shape[0]
+  g, _ = normalize_gramian(gramian, norm_eps)
+  return g / t + reg_eps * jnp.eye(t, dtype=g.dtype)
 
 
 def _remainder(w, r, p):

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation._solvers import check_choice, check_int
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights
 from mtl_jax.weighting.base import check_positive
 
 _REDUCTIONS = ("mean", "sum")
@@ -73,8 +72,7 @@ def dualproj(
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
-    g, _ = normalize_gramian(gramian, norm_eps)
-    g = g / t + reg_eps * jnp.eye(t, dtype=g.dtype)  # G / tr(G) + eps I
+    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps)
     lower = jnp.full((t,), 1.0 / t if reduction == "mean" else 1.0, g.dtype)
     return _qp.lower_bounded_qp(g, lower, iterations=iterations), state
 

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation._solvers import check_choice, check_int
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights
 from mtl_jax.weighting.base import check_positive
 
 _REDUCTIONS = ("mean", "sum")
@@ -81,8 +80,7 @@ def upgrad(
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
-    g, _ = normalize_gramian(gramian, norm_eps)
-    g = g / t + reg_eps * jnp.eye(t, dtype=g.dtype)  # G / tr(G) + eps I
+    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps)
     eye = jnp.eye(t, dtype=g.dtype)
     per_task = jax.vmap(
         lambda u: _qp.lower_bounded_qp(g, u, iterations=iterations))(eye)
