@@ -23,7 +23,7 @@ from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
 from mtl_jax.train import signals, validate
 from mtl_jax.train.checkpoint import Checkpointer, meta_for
-from mtl_jax.train.step import make_eval_step, make_train_step
+from mtl_jax.train.step import make_eval_step, make_gramian_probe, make_train_step
 
 
 @dataclasses.dataclass
@@ -83,6 +83,7 @@ class Compiled:
   init: Any                 # () -> TrainState, created under jit, placed
   step: Any                 # jitted train step, state donated
   eval_step: Any
+  gramian_probe: Any        # jitted, or None when the step logs its own Gramian
 
   def put(self, batch: dict, global_batch_size: int) -> dict:
     """This process's slice of a batch -> global arrays split over ``data``."""
@@ -108,7 +109,17 @@ def compile_run(s: Setup) -> Compiled:
       step=jax.jit(step, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)),
                    donate_argnums=0),
-      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks)))
+      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks)),
+      gramian_probe=_gramian_probe(s))
+
+
+def _gramian_probe(s: Setup):
+  """A probe for the gradient cosines of runs whose step has no Gramian."""
+  has_shared = bool(jax.tree.leaves(s.partition.shared))
+  wanted = bool(s.config.train.get("log_cosine", True))
+  if s.method.engine != "weighted" or not (has_shared and wanted):
+    return None
+  return jax.jit(make_gramian_probe(s.partition.graphdef, s.tasks))
 
 
 def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
@@ -213,12 +224,15 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None
   empty = validate.EmptyBatchGuard(int(tc.get("max_empty_batches", 100)),
                                    [t.name for t in s.tasks])
   for step in range(start + 1, num_steps + 1):
-    state, metrics = compiled.step(state, compiled.put(next(train_iter), batch_size))
+    batch = compiled.put(next(train_iter), batch_size)
+    state, metrics = compiled.step(state, batch)
     empty.observe(step, metrics["counts"])  # checked a step later: no device wait
     if step == start + 1:  # exclude compilation from the throughput
       jax.block_until_ready(state)
       t0, timed_from = time.perf_counter(), step
     if step % log_every == 0 or step == num_steps:
+      if compiled.gramian_probe is not None:  # cosines at the updated params
+        metrics = dict(metrics, gramian=compiled.gramian_probe(state.params, state.rest, batch))
       record = logger.flatten_train(s.tasks, jax.device_get(metrics))
       writer.write(step, "train", record)
       bar.set_postfix({t.name: f"{record[f'loss/{t.name}']:.3g}"

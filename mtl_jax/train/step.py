@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from mtl_jax.aggregation.base import gramian
 from mtl_jax.losses import task_losses
 from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.models.partition import merge
@@ -145,6 +146,23 @@ def make_train_step(
     return new_state, metrics
 
   return train_step
+
+
+def make_gramian_probe(graphdef, tasks: Sequence[Task]):
+  """``probe(params, rest, batch) -> [T, T]`` Gramian of the shared gradients.
+
+  Used to log the gradient cosines of runs whose step computes no per-task
+  gradients (loss weighting only): the loop calls it on logged steps, so the
+  train step itself stays the cost of the summed loss.
+  """
+  forward = make_forward(graphdef, tasks)
+
+  def probe(params, rest, batch):
+    losses, vjp, _ = jax.vjp(lambda p: forward(p, rest, batch), params, has_aux=True)
+    jac = jax.vmap(lambda c: vjp(c)[0])(jnp.eye(losses.shape[0], dtype=losses.dtype))
+    return gramian(jac["shared"])
+
+  return probe
 
 
 def make_eval_step(graphdef, tasks: Sequence[Task]):
