@@ -231,6 +231,8 @@ def run_case(work: wl.Workload, specs, engine_filter, *, steps, warmup, min_time
       ours, theirs = d["ours"], d["peer"]
       if peer_label == "torch":
         plain_now = 1 / theirs
+      if engine == "representation" and tp.engines.representation is tp.representation_per_task:
+        engine = "representation+fix"
       row = dict(workload=work.name, K=work.num_tasks, method=spec.label,
                  kind=spec.kind, engine=engine, ours_steps_per_s=1 / ours,
                  peer=peer_label, peer_steps_per_s=1 / theirs, ratio=theirs / ours,
@@ -254,28 +256,42 @@ def _faster_peer(row) -> float:
 
 
 def targets(rows: list[dict]) -> list[dict]:
-  """The issue's targets, evaluated on the rows of one run."""
+  """The issue's targets, evaluated on the rows of one run.
+
+  ``value`` uses wall time, ``value_cpu`` process CPU time (steadier on a
+  loaded machine: a long step is preempted more often than a short one, which
+  biases wall ratios towards the faster side). Ratios against the LibMTL
+  estimate exist in wall time only.
+  """
   out = []
   for r in rows:
     case = f"{r['workload']} K={r['K']}"
     if r["method"] == "equal" and r["peer"] == "torch":
       goal = 1.5 if r["workload"] == "W1" else 1.0
       out.append(dict(target=f"equal >= {goal}x plain torch", case=case,
-                      value=r["ratio"], met=r["ratio"] >= goal))
+                      value=r["ratio"], value_cpu=r["cpu_ratio"], goal=goal))
     if r["kind"] == "grad" and r["workload"] == "W1" and r["K"] in (8, 32):
       fp = _faster_peer(r)
       if fp:
         goal = 10.0 if r["method"] == "nash_mtl" else 3.0
-        ratio = r["ours_steps_per_s"] / fp
+        measured_is_faster = r["peer"] != "torch" and r["peer_steps_per_s"] >= fp
         out.append(dict(target=f"{r['method']}/{r['engine']} >= {goal}x faster peer",
-                        case=case, value=ratio, met=ratio >= goal))
+                        case=case, value=r["ours_steps_per_s"] / fp,
+                        value_cpu=r["cpu_ratio"] if measured_is_faster else None,
+                        goal=goal))
   eq = {(r["workload"], r["K"]): r for r in rows if r["method"] == "equal"}
   for r in rows:
     base = eq.get((r["workload"], r["K"]))
-    if r["engine"] == "representation" and r["K"] == 8 and base:
-      cost = base["ours_steps_per_s"] / r["ours_steps_per_s"]
-      out.append(dict(target=f"{r['method']}/representation <= 2x equal cost",
-                      case=f"{r['workload']} K=8", value=cost, met=cost <= 2.0))
+    if r["engine"].startswith("representation") and r["K"] == 8 and base:
+      out.append(dict(target=f"{r['method']}/{r['engine']} cost <= 2x equal",
+                      case=f"{r['workload']} K=8",
+                      value=base["ours_steps_per_s"] / r["ours_steps_per_s"],
+                      value_cpu=r["ours_cpu_ms"] / base["ours_cpu_ms"], goal=2.0,
+                      lower_is_better=True))
+  for g in out:
+    ok = (lambda v: v is not None and (v <= g["goal"] if g.get("lower_is_better")
+                                       else v >= g["goal"]))
+    g["met"], g["met_cpu"] = ok(g["value"]), ok(g["value_cpu"])
   return out
 
 
@@ -294,10 +310,14 @@ def markdown(rows: list[dict], goals: list[dict], env: dict) -> str:
                  f"{r['ours_steps_per_s']:.1f} | {r['peer']} | "
                  f"{r['peer_steps_per_s']:.1f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | "
                  f"{est_s} |")
-  lines += ["", "| target | case | value | met |", "|---|---|---|---|"]
+  lines += ["", "| target | case | wall | met | CPU time | met |",
+            "|---|---|---|---|---|---|"]
+  yes = lambda b: "yes" if b else "NO"
   for g in goals:
+    cpu = g["value_cpu"]
+    cpu_s = f"{cpu:.2f} | {yes(g['met_cpu'])}" if cpu is not None else "- | -"
     lines.append(f"| {g['target']} | {g['case']} | {g['value']:.2f} | "
-                 f"{'yes' if g['met'] else 'NO'} |")
+                 f"{yes(g['met'])} | {cpu_s} |")
   return "\n".join(lines) + "\n"
 
 
@@ -331,6 +351,10 @@ def parse(argv=None) -> argparse.Namespace:
   p.add_argument("--pin", action="store_true",
                  help="pin the process to one core and use 1 torch thread: a "
                       "load-robust measure of the work per step")
+  p.add_argument("--proposed-representation", action="store_true",
+                 help="use the proposed linear-in-T representation engine "
+                      "(throughput.representation_per_task); rows say "
+                      "'representation+fix'")
   p.add_argument("--tag", default="")
   return p.parse_args(argv)
 
@@ -344,6 +368,9 @@ def main(argv=None) -> None:
   torch.set_num_threads(args.threads)
   env = environment()
   env["pinned_to_one_core"] = args.pin
+  env["proposed_representation"] = args.proposed_representation
+  if args.proposed_representation:
+    tp.use_proposed_representation()
   print(f"environment: {env}", flush=True)
   specs = tp.select_methods(args.methods)
   rows = []

@@ -49,6 +49,9 @@ from benchmarks import workloads as wl
 from mtl_jax import aggregation, weighting
 from mtl_jax.aggregation.base import combine, gramian
 from mtl_jax.train import engines, optimizer, state as state_lib
+from mtl_jax.losses import task_losses
+from mtl_jax.models.partition import merge
+from mtl_jax.train import step as step_lib
 from mtl_jax.train.step import make_train_step
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -196,8 +199,11 @@ def cases(workloads: Sequence[str], ks: Sequence[int]) -> list[tuple[str, int]]:
 
 
 def sweep(methods, workloads, ks, engine_filter, *, steps, warmup, min_time,
-          log=print) -> list[dict]:
-  """Measures every allowed cell; failures are logged and recorded."""
+          log=print, on_row=None) -> list[dict]:
+  """Measures every allowed cell; failures are logged and recorded.
+
+  ``on_row(rows)`` is called after every cell (used to save partial results).
+  """
   rows = []
   for name, k in cases(workloads, ks):
     work = wl.load(name, k)
@@ -219,9 +225,11 @@ def sweep(methods, workloads, ks, engine_filter, *, steps, warmup, min_time,
         if engine == "representation" and engines.representation is representation_per_task:
           row["engine"] = "representation+fix"
         log(f"{name} K={k:2d} {spec.label:>14}/{engine:<14} "
-            f"{row['steps_per_s']:8.1f} steps/s  compile {row['compile_s']:5.1f}s  "
-            f"xla {row['xla_peak_mb']:.1f} MB")
+            f"{row['steps_per_s']:8.1f} steps/s  {row['cpu_ms']:7.2f} ms CPU  "
+            f"compile {row['compile_s']:5.1f}s  xla {row['xla_peak_mb']:.1f} MB")
         rows.append(row)
+        if on_row is not None:
+          on_row(rows)
   return rows
 
 
@@ -233,37 +241,53 @@ def representation_per_task(encode, decode, params, rest, batch, method, wstate,
   """PROPOSAL for ``engines.representation``: per-task decode, linear in T.
 
   The current engine takes ``vmap(vjp_decode)(eye(T))``: every one of the T
-  cotangents runs back through *all* T heads, so XLA materialises T arrays of
-  ``[T, B, D]`` and adds them (T^2 B D work and memory traffic; at T = 32 on
-  W1, 256 MB per step, 57 ms vs 2 ms for the weighted step). Here task ``t``'s
-  loss is decoded from its own copy ``z_t`` of the representation, so one VJP
-  with cotangent ones returns ``dL_t/dz`` for every task (the other heads of
-  copy ``t`` are dead code and removed by XLA), and a second VJP with the
-  loss weights gives the head gradients. Same results, T B D work.
+  cotangents runs back through *all* T heads, so XLA materialises one
+  ``[T, B, D]`` array per head and adds them (T^2 B D work and memory traffic;
+  on W1 at T = 32, 256 MB per step: 57 ms of CPU vs 2 ms for the weighted
+  engine). Here every task decodes its own copy ``z_t`` of the representation
+  (``decode`` takes ``{task: z_t}``, see :func:`per_task_encode_decode`), so
+  ONE VJP with cotangent ones returns ``dL_t/dz_t`` for all tasks, and a second
+  with the loss weights gives the head gradients. Same numbers, T B D work.
   """
   heads = {g: params[g] for g in engines.HEAD_GROUPS if g in params}
   z, vjp_encode, new_rest = jax.vjp(
       lambda s: encode(s, params, rest, batch), params["shared"], has_aux=True)
-  num_tasks = jax.eval_shape(lambda: decode(z, heads, params, new_rest, batch))[0].shape[0]
-
-  def per_task(zs, h):
-    outs = [decode(zs[t], h, params, new_rest, batch) for t in range(num_tasks)]
-    return jnp.stack([o[0][t] for t, o in enumerate(outs)]), outs[0][1]
-
-  losses, vjp_decode, counts = jax.vjp(per_task, [z] * num_tasks, heads, has_aux=True)
-  jac_z = jnp.stack(vjp_decode(jnp.ones_like(losses))[0])
+  names = decode.task_names
+  losses, vjp_decode, counts = jax.vjp(
+      lambda zs, h: decode(zs, h, params, new_rest, batch),
+      {n: z for n in names}, heads, has_aux=True)
+  jac_z_by_task = vjp_decode(jnp.ones_like(losses))[0]
+  jac_z = jnp.stack([jac_z_by_task[n] for n in names])
   gram = gramian(jac_z)
   w, wstate = engines._loss_weights(method, losses, wstate, extras, gram)  # pylint: disable=protected-access
   a, astate = engines._aggregation_weights(  # pylint: disable=protected-access
       method, w[:, None] * gram * w[None, :], losses, astate, extras)
   (shared_dir,) = vjp_encode(combine(a * w, jac_z))
-  head_grads = vjp_decode(w)[1]
-  grads = {"shared": shared_dir, **head_grads}
+  grads = {"shared": shared_dir, **vjp_decode(w)[1]}
   return engines.EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
+
+
+def per_task_encode_decode(graphdef, tasks):
+  """``step.make_encode_decode`` whose decode takes ``{task: z_task}``.
+
+  The proposal for the models: ``decode`` accepts a mapping task ->
+  representation and feeds each head its own entry (a one-line change in
+  ``HardSharing.decode``); here it calls the heads ``model.tasks[name]``.
+  """
+  encode, _ = step_lib.make_encode_decode(graphdef, tasks)
+
+  def decode(zs, heads, params, rest, batch):
+    model = merge(graphdef, dict(params, **heads), rest)
+    preds = {t.name: model.tasks[t.name](zs[t.name], train=True) for t in tasks}
+    return task_losses(tasks, preds, batch)
+
+  decode.task_names = tuple(t.name for t in tasks)
+  return encode, decode
 
 
 def use_proposed_representation() -> None:
   """Benchmark-only: routes the step's representation engine to the proposal."""
+  step_lib.make_encode_decode = per_task_encode_decode
   engines.representation = representation_per_task
 
 
@@ -382,7 +406,8 @@ def plot(rows: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-def write(rows: list[dict], env: dict, tag: str, extra: Optional[dict] = None) -> str:
+def write(rows: list[dict], env: dict, tag: str, extra: Optional[dict] = None,
+          plot_it: bool = True) -> str:
   """Writes ``throughput[_tag].{json,md,png}``; returns the path stem."""
   os.makedirs(RESULTS, exist_ok=True)
   stem = os.path.join(RESULTS, "throughput" + (f"_{tag}" if tag else ""))
@@ -390,7 +415,8 @@ def write(rows: list[dict], env: dict, tag: str, extra: Optional[dict] = None) -
     json.dump(dict(environment=env, rows=rows, **(extra or {})), f, indent=1)
   with open(stem + ".md", "w") as f:
     f.write(markdown(rows, env))
-  plot(rows, stem + ".png")
+  if plot_it:
+    plot(rows, stem + ".png")
   return stem
 
 
@@ -459,7 +485,9 @@ def main(argv=None) -> None:
   rows = sweep(select_methods(args.methods), args.workloads.split(","),
                [int(k) for k in args.ks.split(",")],
                [e for e in args.engines.split(",") if e], steps=args.steps,
-               warmup=args.warmup, min_time=args.min_time, log=log)
+               warmup=args.warmup, min_time=args.min_time, log=log,
+               on_row=lambda rows: write(rows, dict(env, partial=True), args.tag,
+                                         plot_it=False))
   env["load_average_end"] = load_average()
   stem = write(rows, env, args.tag)
   print(markdown(rows, env))
