@@ -267,6 +267,9 @@ def representation_per_task(encode, decode, params, rest, batch, method, wstate,
   return engines.EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
 
 
+_MAKE_ENCODE_DECODE = step_lib.make_encode_decode
+
+
 def per_task_encode_decode(graphdef, tasks):
   """``step.make_encode_decode`` whose decode takes ``{task: z_task}``.
 
@@ -274,7 +277,7 @@ def per_task_encode_decode(graphdef, tasks):
   representation and feeds each head its own entry (a one-line change in
   ``HardSharing.decode``); here it calls the heads ``model.tasks[name]``.
   """
-  encode, _ = step_lib.make_encode_decode(graphdef, tasks)
+  encode, _ = _MAKE_ENCODE_DECODE(graphdef, tasks)
 
   def decode(zs, heads, params, rest, batch):
     model = merge(graphdef, dict(params, **heads), rest)

@@ -87,6 +87,12 @@ def test_network_is_the_derived_tree():
   assert not np.allclose(first["cls"], later["cls"])
 
 
+def _compiled(fn, *args):
+  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
+  not speed, and this halves the compile time."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
   config = _config(hidden=(4, 4), hard=aggregator is None)
@@ -95,7 +101,8 @@ def test_trains_two_steps(aggregator):
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-1)
   state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
+                   h.batch(0))
   start = state.params
   for i in range(2):
     state, metrics = step(state, h.batch(i))

@@ -66,6 +66,12 @@ def test_tasks_see_own_and_shared_experts_only():
   assert not np.allclose(shared["reg"], base["reg"])
 
 
+def _compiled(fn, *args):
+  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
+  not speed, and this halves the compile time."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
   p = models.partition(models.build(_config(), h.TASKS, SHAPE))
@@ -73,7 +79,8 @@ def test_trains_two_steps(aggregator):
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-2)
   state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
+                   h.batch(0))
   start = state.params
   for i in range(2):
     state, metrics = step(state, h.batch(i))

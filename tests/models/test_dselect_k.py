@@ -38,8 +38,9 @@ def test_codes_alias_unreachable_codes_to_experts():
   np.testing.assert_array_equal(to_expert.argmax(1), [0, 1, 2, 3, 4, 0, 1, 2])
 
 
-def _gate(k=2, n=5):
-  return DSelectKGate(4, n, k=k, gamma=1.0, rngs=nnx.Rngs(0))
+def _gate():
+  """5 experts (3 binary digits, codes 5..7 aliased), k = 2 selectors."""
+  return DSelectKGate(4, 5, k=2, gamma=1.0, rngs=nnx.Rngs(0))
 
 
 def _with_params(gate, z_bias, w_bias):
@@ -52,29 +53,34 @@ def _with_params(gate, z_bias, w_bias):
 
 
 X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32) * 3
+_gate_and_selectors = jax.jit(lambda m, x: (m(x), m.selectors(x)))  # One compile.
 
 
 def test_saturated_gate_selects_at_most_k_experts():
   # Selector 1: code 0b011 -> expert 3; selector 2: code 0b110 = 6 -> expert 1.
   # Combiner softmax(log 3, 0) = (0.75, 0.25).
   gate = _with_params(_gate(), [-1, 1, 1, 1, 1, -1], [np.log(3.0), 0.0])
-  g = np.asarray(jax.jit(lambda m, x: m(x))(gate, X))
+  g = np.asarray(_gate_and_selectors(gate, X)[0])
   np.testing.assert_allclose(g, np.tile([0, 0.25, 0, 0.75, 0], (6, 1)), atol=1e-6)
   assert np.all((g > 0).sum(1) <= 2)
 
 
 def test_partially_saturated_selector_hand_computed():
-  # z = (-1, 1, 0.25): bits 0 and 1 saturated, bit 2 at S(0.25) = 0.84375,
-  # so the selector splits between codes 0b011 (expert 3) and 0b010 (expert 2).
-  gate = _with_params(_gate(k=1), [-1, 1, 0.25], [0.0])
-  r = np.asarray(jax.jit(lambda m, x: m.selectors(x))(gate, X))
+  # Selector 1, z = (-1, 1, 0.25): bits 0 and 1 saturated, bit 2 at
+  # S(0.25) = 0.84375, so it splits between codes 0b011 (expert 3) and 0b010
+  # (expert 2). Selector 2, z = (1, 1, 1): code 7, aliased to expert 7 - 5 = 2.
+  gate = _with_params(_gate(), [-1, 1, 0.25, 1, 1, 1], [0.0, 0.0])
+  g, r = map(np.asarray, _gate_and_selectors(gate, X))
   np.testing.assert_allclose(r[:, 0], np.tile([0, 0, 0.15625, 0.84375, 0], (6, 1)),
+                             atol=1e-6)
+  np.testing.assert_allclose(r[:, 1], np.tile([0, 0, 1, 0, 0], (6, 1)), atol=1e-6)
+  np.testing.assert_allclose(g, np.tile([0, 0, 0.578125, 0.421875, 0], (6, 1)),
                              atol=1e-6)
 
 
 def test_random_gate_is_on_the_simplex():
-  gate = _gate(k=3)
-  g, r = jax.jit(lambda m, x: (m(x), m.selectors(x)))(gate, X)
+  gate = _gate()
+  g, r = _gate_and_selectors(gate, X)
   assert g.shape == (6, 5) and np.all(np.asarray(g) >= 0)
   np.testing.assert_allclose(np.sum(g, 1), 1.0, rtol=1e-5)
   np.testing.assert_allclose(np.sum(r, -1), 1.0, rtol=1e-5)
@@ -98,6 +104,12 @@ def test_partition_and_representation_engine_refused():
                     has_representation=hasattr(model, "encode"))
 
 
+def _compiled(fn, *args):
+  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
+  not speed, and this halves the compile time."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
   p = models.partition(models.build(_config(), h.TASKS, SHAPE))
@@ -105,7 +117,8 @@ def test_trains_two_steps(aggregator):
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-2)
   state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
+                   h.batch(0))
   start = state.params
   for i in range(2):
     state, metrics = step(state, h.batch(i))

@@ -69,14 +69,24 @@ def test_unit_masks_give_the_shared_features(kind):
     np.testing.assert_allclose(halves["reg"], 0.5 * np.asarray(shared), rtol=1e-6)
 
 
+def _compiled(fn, *args):
+  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
+  not speed, and this halves the compile time."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
 @pytest.mark.parametrize("aggregator, kind", [(None, "cnn"), ("mgda", "mlp")])
 def test_trains_two_steps(aggregator, kind):
-  p = models.partition(models.build(_config(kind), h.TASKS, SHAPE))
+  # One block keeps compilation short; the mask tests cover the two-block path.
+  trunk = {"cnn": dict(kind="cnn", channels=(2,), features=4),
+           "mlp": dict(kind="mlp", hidden=(5,))}[kind]
+  p = models.partition(models.build(_config(kind, trunk=trunk), h.TASKS, SHAPE))
   agg = aggregation.get(aggregator) if aggregator else None
   method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
   tx = optax.sgd(1e-2)
   state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
+  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
+                   h.batch(0))
   start = state.params
   for i in range(2):
     state, metrics = step(state, h.batch(i))
