@@ -35,6 +35,7 @@ import time
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "mmoe_synthetic"
@@ -218,13 +219,12 @@ def main(argv=None) -> dict:
   ps = [float(p) for p in args.ps.split(",")]
   params = {m: count_params(make_config(module, m, ps[0], 0, args)) for m in models_}
   runs = []
-  for p in ps:
-    for arch in models_:
-      for seed in range(args.seeds):
-        out = run_one(make_config(module, arch, p, seed, args))
-        runs.append(dict(model=arch, p=p, seed=seed, **out))
-        print(f"p={p} {arch:13s} seed={seed} test MSE {out['mean_test_mse']:.4f} "
-              f"({out['seconds']:.1f}s)", flush=True)
+  grid = [(p, arch, seed) for p in ps for arch in models_ for seed in range(args.seeds)]
+  for p, arch, seed in tqdm(grid, desc="mmoe_synthetic", unit="run", disable=None):
+    out = run_one(make_config(module, arch, p, seed, args))
+    runs.append(dict(model=arch, p=p, seed=seed, **out))
+    tqdm.write(f"p={p} {arch:13s} seed={seed} test MSE {out['mean_test_mse']:.4f} "
+               f"({out['seconds']:.1f}s)")
   summary = summarise(runs, models_, ps)
   command = " ".join(["python benchmarks/mmoe_synthetic.py",
                       *(argv if argv is not None else sys.argv[1:])])

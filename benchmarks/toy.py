@@ -85,6 +85,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from mtl_jax import aggregation, weighting
 from mtl_jax.data.toy import CAGRAD_STARTS, TOY_STARTS, toy_losses
@@ -420,11 +421,11 @@ def plot(rows: list[dict], paths: dict, curve: np.ndarray, filename: str):
 
 def run_all(names: Sequence[str], iters: Optional[int], scale_l1: Optional[float],
             starts: Sequence[Sequence[float]], tol: float = PARETO_TOL,
-            log: Callable[[str], None] = print):
+            log: Callable[[str], None] = tqdm.write):
   """Optimises every method; returns the table rows and the trajectories."""
   curve = pareto_set()
   rows, paths = [], {}
-  for name in names:
+  for name in tqdm(names, desc="toy", unit="method", disable=None):
     spec = method_spec(name, iters, scale_l1)
     t0 = time.perf_counter()
     run = optimise(spec, starts)
