@@ -7,10 +7,14 @@ tower of 8 units per task, ~15k parameters like the MMoE model of
 much more than MMoE as the task correlation ``p`` falls.
 
 ``get_config(arg)``: ``arg`` is the task correlation ``p`` (default ``"0.5"``),
-e.g. ``--config configs/mmoe_synthetic_hard.py:0.1``.
+e.g. ``--config configs/mmoe_synthetic_hard.py:0.1``. Everything else is
+``configs/mmoe_synthetic.py:hard_sharing`` (10k training examples, learning
+rate 1e-3, 3000 steps).
 """
 
 import ml_collections
+
+from mtl_jax.config_files import sibling
 
 
 def get_config(arg: str = "0.5") -> ml_collections.ConfigDict:
@@ -19,24 +23,14 @@ def get_config(arg: str = "0.5") -> ml_collections.ConfigDict:
   except ValueError:
     raise ValueError(f"configs/mmoe_synthetic_hard.py: arg must be the task "
                      f"correlation p in [0, 1], got {arg!r}.") from None
-  c = ml_collections.ConfigDict()
+  c = sibling(__file__, "mmoe_synthetic", "hard_sharing")
   c.name = "mmoe_synthetic_hard"
-  c.seed = 0
   c.workdir = f"runs/mmoe_synthetic_hard/p{p:g}"
-  c.data = dict(name="mmoe_synthetic", data_dir=ml_collections.config_dict.placeholder(str),
-                correlation=p, input_dim=100, num_sines=10, scale=1.0, noise=0.01,
-                num_train=10000, num_validation=1000, num_test=2000, seed=0)
-  spec = dict(kind="regression", dim=1, metrics=("mse", "mae"))
-  c.tasks = {"y1": dict(spec), "y2": dict(spec)}
-  c.model = dict(arch="hard_sharing", trunk=dict(kind="mlp", hidden=(128,), act="relu"),
-                 head=dict(hidden=(8,), act="relu"))
+  c.data.correlation = p
+  c.data.num_train = 10000
+  c.model.trunk.hidden = (128,)
   c.compare_methods = ("equal", "uncertainty", "pcgrad")
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
-                  aggregation_kwargs={}, engine="auto", every=1)
-  c.optimizer = dict(name="adam", learning_rate=1e-3,
-                     task_learning_rate=ml_collections.config_dict.placeholder(float),
-                     schedule="constant", warmup_steps=0, weight_decay=0.0, clip_norm=0.0)
-  c.train = dict(num_steps=3000, batch_size=128, eval_batch_size=1000, log_every=100,
-                 eval_every=0, checkpoint_every=0, max_to_keep=1,
-                 nonfinite="skip", max_nonfinite=10)
+  c.method.every = 1
+  c.optimizer.learning_rate = 1e-3
+  c.train.num_steps = 3000
   return c

@@ -2,31 +2,22 @@
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mtl_jax import aggregation
+from tests.aggregation import helpers
 
 RNG = np.random.default_rng(5)
-BATCH = 6
+BATCH = helpers.BATCH
 
 
-@functools.lru_cache(maxsize=None)
-def _weights_fn(**hparams):
-  agg = aggregation.get("fairgrad", **hparams)
-  return jax.jit(jax.vmap(
-      lambda g: agg.weights(g, agg.init(g.shape[0]), step=0)[0]))
+_weights_fn = functools.partial(helpers.weights_fn, "fairgrad")
 
 
 def _weights(jac, **hparams):
-  jac = np.asarray(jac, np.float64)
-  gram = np.einsum("bip,bjp->bij", jac, jac)
-  b = len(gram)  # Pad to BATCH so every call with this T shares a compile.
-  pad = np.concatenate([gram] + [gram[:1]] * (BATCH - b))
-  out = _weights_fn(**hparams)(jnp.asarray(pad, jnp.float32))
-  return np.asarray(out, np.float64)[:b], gram
+  return helpers.weights("fairgrad", jac, **hparams)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 2.0])
@@ -82,11 +73,8 @@ REPRO_JAC = np.array([[-0.19899285, -0.00027255394],
 
 
 def _update(jac, **hparams):
-  agg = aggregation.get("fairgrad", **hparams)
-  grads = {"w": jnp.asarray(jac, jnp.float32)}
-  d, _ = jax.jit(agg.update)(grads, agg.init(len(jac)))
-  w, _ = jax.jit(agg.weights)(aggregation.gramian(grads), agg.init(len(jac)))
-  return np.asarray(d["w"], np.float64), np.asarray(w, np.float64)
+  d, w, state = helpers.update("fairgrad", jac, **hparams)
+  return d, w
 
 
 def _ridge_bound(jac, alpha, reg_eps=1e-8):
@@ -124,21 +112,7 @@ def test_anti_parallel_gradients_at_every_scale(scale):
 
 
 def test_rank_one_gramian_with_negative_rounding_eigenvalue():
-  rng = np.random.default_rng(7)
-  grams, jacs = [], []
-  for t in (3,) * 8:
-    a = rng.normal(size=t)
-    a *= np.sqrt(0.3) / np.linalg.norm(a)
-    v = rng.normal(size=t)
-    v -= a * (a @ v) / (a @ a)
-    v /= np.linalg.norm(v)
-    g = (np.outer(a, a) - 1e-9 * np.outer(v, v)).astype(np.float32)
-    if np.linalg.eigvalsh(g.astype(np.float64))[0] < 0:
-      grams.append(g)
-      jacs.append(a)   # J = a b^T with a unit b: ||J^T w|| = |a . w|.
-  assert len(grams) >= 4
-  grams, jacs = np.stack(grams[:BATCH - 1] * 2)[:BATCH], np.stack(
-      jacs[:BATCH - 1] * 2)[:BATCH]
+  grams, jacs = helpers.rank_one_gramians_with_negative_eigenvalue()
   w = np.asarray(_weights_fn()(jnp.asarray(grams)), np.float64)
   w_free = np.asarray(_weights_fn(max_norm=0.0)(jnp.asarray(grams)),
                       np.float64)

@@ -1,53 +1,22 @@
 """UPGrad: the mean of the gradients projected onto their dual cone."""
 
 import functools
-import itertools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mtl_jax import aggregation
+from tests.aggregation import helpers
 
 RNG = np.random.default_rng(1)
-BATCH = 6
 
 
-@functools.lru_cache(maxsize=None)
-def _weights_fn(**hparams):
-  """Jitted, vmapped ``weights``: [B, T, T] Gramians -> [B, T]."""
-  agg = aggregation.get("upgrad", **hparams)
-  return jax.jit(jax.vmap(
-      lambda g: agg.weights(g, agg.init(g.shape[0]), step=0)[0]))
+_weights_fn = functools.partial(helpers.weights_fn, "upgrad")
 
 
 def _weights(jac, **hparams):
   """UPGrad weights of a batch of Jacobians [B, T, P] (float64 out)."""
-  jac = np.asarray(jac, np.float64)
-  gram = np.einsum("bip,bjp->bij", jac, jac)
-  b = len(gram)  # Pad to BATCH so every call with this T shares a compile.
-  pad = np.concatenate([gram] + [gram[:1]] * (BATCH - b))
-  out = _weights_fn(**hparams)(jnp.asarray(pad, jnp.float32))
-  return np.asarray(out, np.float64)[:b]
-
-
-def _project_onto_dual_cone(jac, g):
-  """argmin_{J v >= 0} ||v - g||: enumerate active constraint sets (float64)."""
-  t = len(jac)
-  best, best_dist = None, np.inf
-  for mask in itertools.product([False, True], repeat=t):
-    act = np.array(mask)
-    v = g.copy()
-    if act.any():
-      js = jac[act]  # v = g + J_S^T lam, lam >= 0, J_S v = 0.
-      lam = np.linalg.lstsq(js @ js.T, -js @ g, rcond=None)[0]
-      if np.any(lam < -1e-12):
-        continue
-      v = g + js.T @ lam
-    if np.all(jac @ v >= -1e-9) and np.linalg.norm(v - g) < best_dist:
-      best, best_dist = v, np.linalg.norm(v - g)
-  return best
+  return helpers.weights("upgrad", jac, **hparams)[0]
 
 
 def test_hand_computed_conflicting_pair():
@@ -91,7 +60,7 @@ def test_matches_brute_force_projection_and_stays_in_the_dual_cone():
   jac[:2, :, 2:] = 0.0
   w = _weights(jac, reg_eps=0.0)
   for jb, wb in zip(jac, w):
-    expected = np.mean([_project_onto_dual_cone(jb, g) for g in jb], axis=0)
+    expected = np.mean([helpers.project_onto_dual_cone(jb, g) for g in jb], axis=0)
     scale = np.abs(jb).max()
     np.testing.assert_allclose(wb @ jb, expected, atol=2e-5 * scale)
     assert np.all(jb @ (wb @ jb) >= -1e-5 * scale ** 2)

@@ -2,7 +2,6 @@
 
 import functools
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -11,8 +10,7 @@ from flax import nnx
 
 from mtl_jax import aggregation, models, weighting
 from mtl_jax.models.cross_stitch import init_alpha, mix
-from mtl_jax.train import engines, optimizer, state as state_lib
-from mtl_jax.train.step import make_train_step
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 TRUNKS = {"mlp": dict(kind="mlp", hidden=(8, 6)),
@@ -43,11 +41,6 @@ def _with_cross(model, **cross):
   return nnx.merge(graphdef, new_state)
 
 
-def _paths(tree):
-  return {tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def test_init_alpha_is_hand_computed():
   np.testing.assert_allclose(init_alpha(2, 0.9), [[0.9, 0.1], [0.1, 0.9]], rtol=1e-6)
   np.testing.assert_allclose(init_alpha(3, 0.9), [[0.9, 0.05, 0.05], [0.05, 0.9, 0.05],
@@ -69,11 +62,7 @@ def test_mix_is_hand_computed():
                                           ("mlp_equal", True)])
 def test_partition_groups(trunk, sluice):
   model = _model(trunk, sluice)
-  p = models.partition(model)
-  groups = [{(g,) + q for q in _paths(t)}
-            for g, t in (("shared", p.shared), ("tasks", p.tasks), ("cross", p.cross))]
-  assert set().union(*groups) == _paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-  assert sum(map(len, groups)) == len(set().union(*groups))  # disjoint
+  p = arch_checks.assert_partition_exhaustive(model)
   assert p.shared == {} and set(p.tasks) == {"cls", "reg"}
   assert set(p.tasks["cls"]) == {"column", "head"}
   layers = 2
@@ -136,23 +125,10 @@ def test_bad_config_raises(extra, match):
     ("mlp", False, None, "auto"), ("mlp_equal", True, "mgda", "jacobian")])
 def test_trains_two_steps(trunk, sluice, agg, engine):
   model = _model(trunk, sluice)
-  p = models.partition(model)
-  method = engines.resolve(weighting.get("equal"), agg and aggregation.get(agg), engine,
-                           has_representation=hasattr(model, "encode"))
-  tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
-  start = state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
-  for i in range(2):
-    state, metrics = step(state, h.batch(i))
-    assert not bool(metrics["skipped"]) and np.all(np.isfinite(metrics["losses"]))
-  assert int(state.step) == 2 and step._cache_size() == 1
-  for group in ("tasks", "cross"):
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)),
-                         start.params[group], state.params[group])
-    assert all(jax.tree.leaves(moved)), group
+  _, states, history = arch_checks.train_two_steps(model, agg, engine)
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("tasks", "cross"))
 
 
 def test_representation_engine_is_refused():
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(weighting.get("equal"), aggregation.get("mgda"), "representation",
-                    has_representation=hasattr(_model("mlp"), "encode"))
+  arch_checks.assert_representation_refused(_model("mlp"), weighting.get("equal"),
+                                            aggregation.get("mgda"))

@@ -7,10 +7,9 @@ import optax
 import pytest
 from flax import nnx
 
-from mtl_jax import aggregation, models
+from mtl_jax import models
 from mtl_jax.models.dselect_k import DSelectKGate, code_matrices, smooth_step
-from mtl_jax.train import engines, state as state_lib
-from mtl_jax.train.step import make_train_step
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 SHAPE = (8, 8, 1)
@@ -86,45 +85,21 @@ def test_random_gate_is_on_the_simplex():
   np.testing.assert_allclose(np.sum(r, -1), 1.0, rtol=1e-5)
 
 
-def _leaf_paths(tree, prefix=()):
-  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def test_partition_and_representation_engine_refused():
   model = models.build(_config(), h.TASKS, SHAPE)
-  p = models.partition(model)
-  groups = [_leaf_paths(getattr(p, g), (g,)) for g in ("shared", "tasks", "cross")]
-  assert sum(map(len, groups)) == len(set().union(*groups))
-  assert set().union(*groups) == _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  p = arch_checks.assert_partition_exhaustive(model)
   assert set(p.tasks["cls"]["gate"]) == {"z", "w"}
   assert p.tasks["cls"]["gate"]["z"]["kernel"].shape == (64, 2 * 3)  # k * ceil(log2 5)
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(h.EQUAL, h.MEAN, "representation",
-                    has_representation=hasattr(model, "encode"))
-
-
-def _compiled(fn, *args):
-  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
-  not speed, and this halves the compile time."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+  arch_checks.assert_representation_refused(model)
 
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
-  agg = aggregation.get(aggregator) if aggregator else None
-  method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
-  tx = optax.sgd(1e-2)
-  state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
-                   h.batch(0))
-  start = state.params
-  for i in range(2):
-    state, metrics = step(state, h.batch(i))
-    assert np.all(np.isfinite(metrics["losses"])) and not metrics["skipped"]
-  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), start, state.params)
-  assert all(any(jax.tree.leaves(moved[g])) for g in ("shared", "tasks"))
+  model = models.build(_config(), h.TASKS, SHAPE)
+  _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-2),
+                                             fast_compile=True, weighting_method=h.EQUAL)
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
+                           every=False)
 
 
 @pytest.mark.parametrize("overrides, match", [

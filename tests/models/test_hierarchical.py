@@ -11,8 +11,8 @@ from flax import nnx
 
 from mtl_jax import aggregation, models, weighting
 
-from mtl_jax.train import engines, optimizer, state as state_lib
-from mtl_jax.train.step import make_forward, make_train_step
+from mtl_jax.train.step import make_forward
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 TRUNKS = {"mlp": dict(kind="mlp", hidden=(8, 7, 6)),
@@ -31,19 +31,10 @@ def _model(trunk="mlp"):
   return models.build(_config(trunk), h.TASKS, (8, 8, 1))
 
 
-def _paths(tree):
-  return {tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 @pytest.mark.parametrize("trunk", ["mlp", "cnn"])
 def test_partition_groups_and_head_widths(trunk):
   model = _model(trunk)
-  p = models.partition(model)
-  groups = [{(g,) + q for q in _paths(t)}
-            for g, t in (("shared", p.shared), ("tasks", p.tasks), ("cross", p.cross))]
-  assert set().union(*groups) == _paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-  assert sum(map(len, groups)) == len(set().union(*groups))  # disjoint
+  p = arch_checks.assert_partition_exhaustive(model)
   assert p.cross == {} and set(p.tasks) == {"cls", "reg"}
   # cls reads stage 1 (MLP: 8 features; CNN: 4 channels, pooled), reg the last (6).
   assert p.tasks["cls"]["out"]["kernel"].shape == ((8, 3) if trunk == "mlp" else (4, 3))
@@ -96,25 +87,12 @@ def test_bad_task_depth_raises(depth, match):
 @pytest.mark.parametrize("agg,engine", [(None, "auto"), ("mgda", "jacobian")])
 def test_trains_two_steps(agg, engine):
   model = _model("mlp")
-  p = models.partition(model)
-  method = engines.resolve(weighting.get("equal"), agg and aggregation.get(agg), engine,
-                           has_representation=hasattr(model, "encode"))
-  tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
-  start = state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
-  for i in range(2):
-    state, metrics = step(state, h.batch(i))
-    assert not bool(metrics["skipped"]) and np.all(np.isfinite(metrics["losses"]))
-  assert int(state.step) == 2 and step._cache_size() == 1
-  for group in ("shared", "tasks"):
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)),
-                         start.params[group], state.params[group])
-    assert all(jax.tree.leaves(moved)), group
+  _, states, history = arch_checks.train_two_steps(model, agg, engine)
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"))
   if agg:  # MGDA's weights lie on the simplex
-    np.testing.assert_allclose(np.sum(metrics["agg_weights"]), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.sum(history[-1]["agg_weights"]), 1.0, rtol=1e-5)
 
 
 def test_representation_engine_is_refused():
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(weighting.get("equal"), aggregation.get("mgda"), "representation",
-                    has_representation=hasattr(_model("mlp"), "encode"))
+  arch_checks.assert_representation_refused(_model("mlp"), weighting.get("equal"),
+                                            aggregation.get("mgda"))

@@ -6,11 +6,9 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
-from mtl_jax import aggregation, models
-from mtl_jax.train import engines, state as state_lib
-from mtl_jax.train.step import make_train_step
+from mtl_jax import models
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 SHAPE = (8, 8, 1)
@@ -29,18 +27,9 @@ def _apply(model, x, params=None):
   return fn(params if params is not None else models.params_of(p))
 
 
-def _leaf_paths(tree, prefix=()):
-  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def test_partition_experts_shared_gates_and_towers_per_task():
   model = models.build(_config(), h.TASKS, SHAPE)
-  p = models.partition(model)
-  groups = [_leaf_paths(getattr(p, g), (g,)) for g in ("shared", "tasks", "cross")]
-  claimed = set().union(*groups)
-  assert sum(map(len, groups)) == len(claimed)
-  assert claimed == _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  p = arch_checks.assert_partition_exhaustive(model)
   assert p.shared["kernels"][0].shape == (3, 64, 6)   # [experts, in, out]
   assert set(p.tasks) == {"cls", "reg"} and p.cross == {}
   assert set(p.tasks["cls"]) == {"gate", "head"}
@@ -92,38 +81,19 @@ def test_one_expert_equals_shared_bottom():
     np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
 
 
-def _compiled(fn, *args):
-  """``jit(fn)`` compiled at XLA optimisation level 0: these tests check values,
-  not speed, and this halves the compile time."""
-  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
-
-
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
   model = models.build(_config(), h.TASKS, SHAPE)
-  p = models.partition(model)
-  agg = aggregation.get(aggregator) if aggregator else None
-  method = engines.resolve(h.EQUAL, agg, "auto", has_representation=False)
+  method, states, _ = arch_checks.train_two_steps(
+      model, aggregator, tx=optax.sgd(1e-2), fast_compile=True, weighting_method=h.EQUAL)
   assert method.engine == ("jacobian" if aggregator else "weighted")
-  tx = optax.sgd(1e-2)
-  state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = _compiled(make_train_step(p.graphdef, h.TASKS, method, tx), state,
-                   h.batch(0))
-  start = state.params
-  for i in range(2):
-    state, metrics = step(state, h.batch(i))
-    assert np.all(np.isfinite(metrics["losses"])) and not metrics["skipped"]
-  for group in ("shared", "tasks"):
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), start[group],
-                         state.params[group])
-    assert any(jax.tree.leaves(moved)), group
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
+                           every=False)
 
 
 def test_representation_engine_is_refused():
   model = models.build(_config(), h.TASKS, SHAPE)
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(h.EQUAL, h.MEAN, "representation",
-                    has_representation=hasattr(model, "encode"))
+  arch_checks.assert_representation_refused(model)
 
 
 @pytest.mark.parametrize("overrides, match", [

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from mtl_jax import aggregation, models, weighting
-from mtl_jax.train import engines, optimizer, state as state_lib
-from mtl_jax.train.step import make_forward, make_train_step
+from mtl_jax.train.step import make_forward
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 CNN = dict(kind="cnn", channels=(4,), features=6, batch_norm=True)
@@ -30,11 +30,6 @@ def _model(arch):
   return models.build(_config(arch, **extra), h.TASKS, (8, 8, 1))
 
 
-def _paths(tree):
-  return {tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 @functools.cache
 def _jacobian(arch):
   """Per-task loss gradients ``{group: leaves [task, ...]}`` (cls = 0, reg = 1)."""
@@ -51,11 +46,7 @@ def _nonzero(tree, row):
 @pytest.mark.parametrize("arch", ["task_conv", "task_encoders"])
 def test_partition_is_exhaustive_and_disjoint(arch):
   model = _model(arch)
-  p = models.partition(model)
-  groups = [{(g,) + q for q in _paths(t)}
-            for g, t in (("shared", p.shared), ("tasks", p.tasks), ("cross", p.cross))]
-  assert set().union(*groups) == _paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-  assert sum(map(len, groups)) == len(set().union(*groups))
+  p = arch_checks.assert_partition_exhaustive(model)
   assert p.cross == {} and set(p.tasks) == {"cls", "reg"}
   assert not hasattr(model, "encode")
   shapes = jax.eval_shape(lambda s, x: nnx.merge(p.graphdef, s)(x), nnx.state(model),
@@ -111,26 +102,13 @@ def test_bad_config_raises(arch, extra, match):
     ("task_encoders", None, "auto"), ("task_encoders", "mgda", "jacobian")])
 def test_trains_two_steps(arch, agg, engine):
   model = _model(arch)
-  p = models.partition(model)
-  method = engines.resolve(weighting.get("equal"), agg and aggregation.get(agg), engine,
-                           has_representation=hasattr(model, "encode"))
-  tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
-  start = state = state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
-  for i in range(2):
-    state, metrics = step(state, h.batch(i))
-    assert not bool(metrics["skipped"]) and np.all(np.isfinite(metrics["losses"]))
-  assert int(state.step) == 2 and step._cache_size() == 1
-  for group in ("shared", "tasks"):
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)),
-                         start.params[group], state.params[group])
-    assert all(jax.tree.leaves(moved)), group
+  _, states, history = arch_checks.train_two_steps(model, agg, engine)
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"))
   if agg:
-    np.testing.assert_allclose(np.sum(metrics["agg_weights"]), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.sum(history[-1]["agg_weights"]), 1.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["task_conv", "task_encoders"])
 def test_representation_engine_is_refused(arch):
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(weighting.get("equal"), aggregation.get("mgda"), "representation",
-                    has_representation=hasattr(_model(arch), "encode"))
+  arch_checks.assert_representation_refused(_model(arch), weighting.get("equal"),
+                                            aggregation.get("mgda"))

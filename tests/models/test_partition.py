@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from mtl_jax import models, tasks as tasks_lib
+from tests.models import arch_checks
 
 TASKS = tasks_lib.from_config({
     "cls": dict(kind="multiclass", num_classes=3),
@@ -24,22 +25,12 @@ TRUNKS = [dict(kind="mlp", hidden=(8, 6)),
           dict(kind="cnn", channels=(4, 8), features=6, batch_norm=True)]
 
 
-def _leaf_paths(tree, prefix=()):
-  return {prefix + tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 @pytest.mark.parametrize("arch", ["hard_sharing", "independent"])
 @pytest.mark.parametrize("trunk", TRUNKS, ids=["mlp", "cnn"])
 def test_partition_is_exhaustive_and_disjoint(arch, trunk):
   model = models.build(_config(arch, trunk), TASKS, (8, 8, 1))
-  p = models.partition(model)
-  groups = {"shared": p.shared, "tasks": p.tasks, "cross": p.cross}
-  paths = [_leaf_paths(tree, (g,)) for g, tree in groups.items()]
-  all_params = _leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-  claimed = set().union(*paths)
-  assert sum(len(x) for x in paths) == len(claimed), "groups overlap"
-  assert claimed == all_params, "some parameter is in no group"
+  p = arch_checks.assert_partition_exhaustive(model)
+  claimed = arch_checks.leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   assert set(p.tasks) == {"bin", "cls", "reg"}
   assert models.task_names(p) == ("bin", "cls", "reg")
   if arch == "independent":
@@ -48,7 +39,7 @@ def test_partition_is_exhaustive_and_disjoint(arch, trunk):
     assert jax.tree.leaves(p.shared)
   # Batch statistics are in `rest`, never among the parameters.
   if trunk["kind"] == "cnn":
-    rest = _leaf_paths(p.rest)
+    rest = arch_checks.leaf_paths(p.rest)
     assert any("mean" in path for path in rest)
     assert not any("mean" in path for path in claimed)
 

@@ -13,8 +13,8 @@ from mtl_jax import aggregation, models, penalties, weighting
 from mtl_jax.models.heads import Head
 from mtl_jax.models.soft_sharing import task_slice
 from mtl_jax.models.trunks import build_trunk
-from mtl_jax.train import engines, optimizer, state as state_lib
-from mtl_jax.train.step import make_forward, make_train_step
+from mtl_jax.train.step import make_forward
+from tests.models import arch_checks
 from tests.train import helpers as h
 
 TRUNKS = {"mlp": dict(kind="mlp", hidden=(8, 6)),
@@ -33,19 +33,10 @@ def _model(trunk="mlp"):
   return models.build(_config(trunk), h.TASKS, (8, 8, 1))
 
 
-def _paths(tree):
-  return {tuple(str(getattr(k, "key", k)) for k in path)
-          for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 @pytest.mark.parametrize("trunk", ["mlp", "cnn"])
 def test_partition_groups(trunk):
   model = _model(trunk)
-  p = models.partition(model)
-  groups = [{(g,) + q for q in _paths(t)}
-            for g, t in (("shared", p.shared), ("tasks", p.tasks), ("cross", p.cross))]
-  assert set().union(*groups) == _paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-  assert sum(map(len, groups)) == len(set().union(*groups))  # disjoint
+  p = arch_checks.assert_partition_exhaustive(model)
   assert p.shared == {} and set(p.tasks) == {"cls", "reg"}
   assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(p.cross["towers"]))
   assert p.tasks["cls"]["out"]["kernel"].shape == (6, 3)
@@ -118,20 +109,8 @@ def test_each_tower_slice_gets_only_its_task_gradient():
 @functools.cache
 def _train(trunk, aggregator=None, engine="auto", penalty=None, steps=2):
   """States after 0..steps SGD steps (lr 0.1) on h.batch(0), h.batch(1), ..."""
-  model = _model(trunk)
-  p = models.partition(model)
-  agg = aggregator and aggregation.get(aggregator)
-  method = engines.resolve(weighting.get("equal"), agg, engine,
-                           has_representation=hasattr(model, "encode"))
-  tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
-  states = [state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)]
-  step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx, penalty=penalty))
-  history = []
-  for i in range(steps):
-    state, metrics = step(states[-1], h.batch(i))
-    states.append(state)
-    history.append(metrics)
-  assert step._cache_size() == 1
+  _, states, history = arch_checks.train_two_steps(_model(trunk), aggregator, engine,
+                                                   penalty=penalty, steps=steps)
   return states, history
 
 
@@ -142,19 +121,15 @@ def test_trains_two_steps(trunk, agg, engine):
   assert int(states[-1].step) == 2
   assert not any(bool(m["skipped"]) for m in history)
   assert all(np.all(np.isfinite(m["losses"])) for m in history)
-  for group in ("tasks", "cross"):
-    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)),
-                         states[0].params[group], states[-1].params[group])
-    assert all(jax.tree.leaves(moved)), group
+  arch_checks.assert_moved(states[0].params, states[-1].params, ("tasks", "cross"))
   if agg:  # no shared parameters: the Gramian of the shared group is empty (0)
     assert not np.any(np.asarray(history[0]["gramian"]))
 
 
 def test_representation_engine_is_refused():
   model = _model()
-  with pytest.raises(ValueError, match="single shared representation"):
-    engines.resolve(weighting.get("equal"), aggregation.get("mgda"), "representation",
-                    has_representation=hasattr(model, "encode"))
+  arch_checks.assert_representation_refused(model, weighting.get("equal"),
+                                            aggregation.get("mgda"))
 
 
 def test_l2_to_mean_penalty_in_the_step_adds_its_exact_gradient():
