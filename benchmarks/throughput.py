@@ -43,7 +43,6 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from benchmarks import workloads as wl
 from mtl_jax import aggregation, weighting
@@ -382,10 +381,14 @@ def markdown(rows: list[dict], env: dict) -> str:
 
 
 def plot(rows: list[dict], path: str) -> None:
-  """Cost (ms/step) vs K on W1, one panel per engine, one line per method."""
+  """Cost (CPU ms/step) vs K on W1, one panel per engine, one line per method.
+
+  CPU time, not wall time: on a shared machine it is the steadier measure.
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import NullFormatter
   ok = [r for r in rows if "error" not in r and r["workload"] == "W1"]
   engines_ = [e for e in ("weighted",) + GRADIENT_ENGINES + ("representation+fix",)
               if any(r["engine"] == e for r in ok)]
@@ -395,15 +398,16 @@ def plot(rows: list[dict], path: str) -> None:
                            sharey=True, squeeze=False)
   for ax, engine in zip(axes[0], engines_):
     for method in sorted({r["method"] for r in ok if r["engine"] == engine}):
-      pts = sorted((r["K"], r["median_ms"]) for r in ok
+      pts = sorted((r["K"], r["cpu_ms"]) for r in ok
                    if r["engine"] == engine and r["method"] == method)
       ax.plot(*zip(*pts), marker="o", label=method)
     ax.set(title=f"W1, engine={engine}", xlabel="K (tasks)", xscale="log",
            yscale="log")
     ax.set_xticks([2, 8, 32], ["2", "8", "32"])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-  axes[0][0].set_ylabel("ms / step (median)")
+  axes[0][0].set_ylabel("CPU ms / step (median)")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -29,9 +29,16 @@ class HardSharing(nnx.Module):
     """The shared representation ``[B, features]``."""
     return self.shared(x, train=train)
 
-  def decode(self, z: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
-    """Per-task outputs from the shared representation."""
-    return {name: head(z, train=train) for name, head in self.tasks.items()}
+  def decode(self, z, *, train: bool = False) -> dict[str, jax.Array]:
+    """Per-task outputs from the shared representation.
+
+    ``z`` is the representation, or ``{task: z_t}`` with one copy per task:
+    task ``t``'s output depends on ``z_t`` only, so one VJP of the summed
+    losses gives every task's gradient w.r.t. the representation (the
+    representation engine relies on this contract).
+    """
+    zs = z if isinstance(z, dict) else {name: z for name in self.tasks}
+    return {name: head(zs[name], train=train) for name, head in self.tasks.items()}
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     return self.decode(self.encode(x, train=train), train=train)

@@ -17,8 +17,9 @@ shared parameters.
   one more VJP with cotangent ``a * w``. Only for aggregators with ``weights``.
 * ``representation``: for models with one shared representation ``z`` (those
   with ``encode``/``decode``): the Jacobian w.r.t. ``z`` (size ``T x B x D``
-  instead of ``T x P``), its Gramian, the aggregator's weights, then one VJP
-  through the trunk. MGDA on this engine is MGDA-UB (Sener & Koltun, 2018).
+  instead of ``T x P``) from ONE VJP through the heads (each task reads its own
+  copy of ``z``), its Gramian, the aggregator's weights, then one VJP through
+  the trunk. MGDA on this engine is MGDA-UB (Sener & Koltun, 2018).
 
 Task-specific and cross-task groups always get the gradient of
 ``sum_t w_t L_t``; the aggregator acts on the shared group only.
@@ -205,16 +206,21 @@ def representation(encode, decode, params, rest, batch, method, wstate, astate,
   heads = {g: params[g] for g in HEAD_GROUPS if g in params}
   z, vjp_encode, new_rest = jax.vjp(
       lambda s: encode(s, params, rest, batch), params["shared"], has_aux=True)
+  # One copy of z per task: task t's loss depends on its copy only (the
+  # encode/decode contract), so a single VJP of the summed losses yields every
+  # row of the Jacobian w.r.t. z, instead of T VJPs through all the heads.
+  names = sorted(params["tasks"])
   losses, vjp_decode, counts = jax.vjp(
-      lambda z_, h: decode(z_, h, params, new_rest, batch), z, heads, has_aux=True)
-  eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
-  jac_z, jac_heads = jax.vmap(vjp_decode)(eye)
+      lambda zs, h: decode(zs, h, params, new_rest, batch),
+      {name: z for name in names}, heads, has_aux=True)
+  dz = vjp_decode(jnp.ones_like(losses))[0]
+  jac_z = jnp.stack([dz[n] for n in names])
   gram = gramian(jac_z)
   w, wstate = _loss_weights(method, losses, wstate, extras, gram)
   a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
                                    astate, extras)
   (shared_dir,) = vjp_encode(combine(a * w, jac_z))
-  grads = {"shared": shared_dir, **{g: combine(w, jac_heads[g]) for g in jac_heads}}
+  grads = {"shared": shared_dir, **vjp_decode(w)[1]}
   return EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
 
 
