@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+                                      normalize_gramian, stateless_init)
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -108,13 +108,9 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
     raise ValueError(
         f"Hyperparameter 'rcond' must be in (0, 1), got {rcond!r}.")
 
-  def init(num_tasks: int, params=None) -> EmptyState:
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras
     b = alignment_matrix(gramian, scale_mode, rcond)
     return jnp.sum(b, axis=1), state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

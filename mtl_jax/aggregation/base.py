@@ -63,6 +63,12 @@ class EmptyState(NamedTuple):
   """State of a stateless method."""
 
 
+def stateless_init(num_tasks: int, params=None) -> EmptyState:
+  """The ``init`` of a method without state."""
+  del num_tasks, params
+  return EmptyState()
+
+
 def num_tasks_of(grads: PyTree) -> int:
   """The size of the leading task axis shared by every leaf of ``grads``."""
   leaves = jax.tree.leaves(grads)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+                                      normalize_gramian, stateless_init)
 from mtl_jax.weighting.base import check_positive
 
 RESCALES = ("quadratic", "linear", "none")
@@ -123,10 +123,6 @@ def cagrad(c: float = 0.5, rescale: str = "quadratic",
   _solvers.check_int("num_iters", num_iters)
   divisor = {"quadratic": 1.0 + c * c, "linear": 1.0 + c, "none": 1.0}[rescale]
 
-  def init(num_tasks: int, params=None) -> EmptyState:
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras
     g = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
@@ -141,4 +137,4 @@ def cagrad(c: float = 0.5, rescale: str = "quadratic",
     lam = sqrt_phi / jnp.maximum(gw_norm, _MIN_NORM)
     return (b + lam * w) / divisor, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+from mtl_jax.aggregation.base import (Aggregator, from_weights, normalize_gramian,
+                                      stateless_init)
 from mtl_jax.weighting.base import check_in_range, check_positive
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -75,10 +75,6 @@ def config_method(
     raise ValueError(f"Hyperparameter 'rtol' must be < 1, got {rtol!r}.")
   check_positive("norm_eps", norm_eps)
 
-  def init(num_tasks, params=None):
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian, state, **extras):
     del extras
     g, _ = normalize_gramian(
@@ -104,4 +100,4 @@ def config_method(
                   v * jnp.sum(gv) / jnp.where(consistent, unit_sq, 1.0), 0.0)
     return w, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

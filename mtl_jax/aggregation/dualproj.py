@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation._solvers import check_choice, check_int
-from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights
+from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
 from mtl_jax.weighting.base import check_positive
 
 _REDUCTIONS = ("mean", "sum")
@@ -65,10 +65,6 @@ def dualproj(
   if iterations is not None:
     check_int("iterations", iterations)
 
-  def init(num_tasks, params=None):
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
@@ -76,4 +72,4 @@ def dualproj(
     lower = jnp.full((t,), 1.0 / t if reduction == "mean" else 1.0, g.dtype)
     return _qp.lower_bounded_qp(g, lower, iterations=iterations), state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

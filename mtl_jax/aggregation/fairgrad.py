@@ -6,8 +6,8 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation._solvers import check_int
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+from mtl_jax.aggregation.base import (Aggregator, from_weights, normalize_gramian,
+                                      stateless_init)
 from mtl_jax.weighting.base import check_positive
 
 
@@ -85,10 +85,6 @@ def fairgrad(
   check_int("iterations", iterations)
   alpha = float(alpha)
 
-  def init(num_tasks, params=None):
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian, state, **extras):
     del extras
     gramian = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
@@ -99,4 +95,4 @@ def fairgrad(
       w = _qp.clip_weights(w, gramian, max_norm)
     return w, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

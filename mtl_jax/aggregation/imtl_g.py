@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+                                      normalize_gramian, stateless_init)
 
 
 def impartial_weights(gramian: jax.Array, rcond=None) -> jax.Array:
@@ -93,12 +93,8 @@ def imtl_g(rcond=None) -> Aggregator:
       raise ValueError(
           f"Hyperparameter 'rcond' must be in [0, 1), got {rcond!r}.")
 
-  def init(num_tasks: int, params=None) -> EmptyState:
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras
     return impartial_weights(gramian, rcond), state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+                                      normalize_gramian, stateless_init)
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 SOLVERS = ("projected_gradient", "frank_wolfe")
@@ -76,10 +76,6 @@ def mgda(normalization: str = "none", solver: str = "projected_gradient",
   _solvers.check_choice("solver", solver, SOLVERS)
   _solvers.check_int("num_iters", num_iters)
 
-  def init(num_tasks: int, params=None) -> EmptyState:
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian: jax.Array, state: EmptyState, *, losses=None,
               **extras):
     del extras
@@ -104,4 +100,4 @@ def mgda(normalization: str = "none", solver: str = "projected_gradient",
       w = w / jnp.sqrt(s)  # ||g_t|| = sqrt(s) * ||g_t / sqrt(s)||.
     return w, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
 from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian)
+                                      normalize_gramian, stateless_init)
 
 REDUCTIONS = ("sum", "mean")
 
@@ -106,10 +106,6 @@ def pcgrad(reduction: str = "sum") -> Aggregator:
   """
   _solvers.check_choice("reduction", reduction, REDUCTIONS)
 
-  def init(num_tasks: int, params=None) -> EmptyState:
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian: jax.Array, state: EmptyState, *, key=None, **extras):
     del extras
     t = gramian.shape[0]
@@ -119,4 +115,4 @@ def pcgrad(reduction: str = "sum") -> Aggregator:
       w = w / t
     return w, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)

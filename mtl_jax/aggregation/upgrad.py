@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation._solvers import check_choice, check_int
-from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights
+from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
 from mtl_jax.weighting.base import check_positive
 
 _REDUCTIONS = ("mean", "sum")
@@ -73,10 +73,6 @@ def upgrad(
   if iterations is not None:
     check_int("iterations", iterations)
 
-  def init(num_tasks, params=None):
-    del num_tasks, params
-    return EmptyState()
-
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
@@ -89,4 +85,4 @@ def upgrad(
       w = w / t
     return w, state
 
-  return from_weights(init, weights)
+  return from_weights(stateless_init, weights)
