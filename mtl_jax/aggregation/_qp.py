@@ -1,9 +1,11 @@
 """Small in-graph solvers shared by the dual-cone and bargaining methods.
 
 Every solver here works on a ``[T, T]`` matrix (a task Gramian, ``T`` at most a
-few dozen), runs inside ``jit`` with a fixed, static iteration count (no host
-round trips, no data-dependent loop exits) and never returns non-finite values
-from finite inputs. Callers should pass Gramians normalised with
+few dozen), runs inside ``jit`` with a static bound on its iterations (no host
+round trips; the active-set solver exits early on device once its KKT
+conditions hold) and never returns non-finite values from finite inputs.
+The weights they return are constants of the step (``stop_gradient``), so
+the solvers need not be reverse-differentiable. Callers should pass Gramians normalised with
 :func:`mtl_jax.aggregation.base.normalize_gramian` so the tolerances below are
 meaningful.
 
@@ -45,7 +47,12 @@ def _solve_on(hessian, linear, free):
   matrix = jnp.where(pair, hessian, 0.0) + jnp.diag(
       jnp.where(free, 0.0, scale))
   rhs = jnp.where(free, -linear, 0.0)
-  return jnp.where(free, jnp.linalg.solve(matrix, rhs), 0.0)
+  # The matrix is symmetric positive definite whenever H_FF is (the caller's
+  # contract), so Cholesky: half the cost of a pivoted LU on XLA:CPU. A block
+  # that is not numerically positive definite gives NaN, which stops the
+  # active-set method at its last finite iterate.
+  factor = jax.scipy.linalg.cho_factor(matrix, lower=True)
+  return jnp.where(free, jax.scipy.linalg.cho_solve(factor, rhs), 0.0)
 
 
 def nonnegative_qp(
@@ -65,8 +72,9 @@ def nonnegative_qp(
   empty free set, each step either frees the index with the most negative
   gradient and solves the equality-constrained problem on the free set, or,
   when that solution leaves the orthant, moves back to the boundary and
-  drops the blocking indices. The loop has a fixed length; once the KKT
-  conditions hold (to ``tol``) the remaining steps leave ``x`` unchanged.
+  drops the blocking indices. The loop ends as soon as the KKT conditions
+  hold (to ``tol``), after at most ``iterations`` steps (under ``vmap``: once
+  every problem of the batch is solved; finished ones are left unchanged).
   An index whose own component comes out non-positive right after it was
   freed (which only happens through rounding) is excluded for the rest of
   the solve, so rounding cannot make the method cycle. The iterate is
@@ -155,9 +163,15 @@ def nonnegative_qp(
     done_new = stop | (~reject & inside & ~more)
     return x_new, free_new, blocked_new, added_new, done_new
 
+  def not_done(carry):
+    i, (*_, done) = carry
+    return (i < iterations) & ~done
+
   init = (jnp.zeros(t, dtype), jnp.zeros(t, bool), jnp.zeros(t, bool),
           jnp.array(-1, jnp.int32), jnp.array(False))
-  x, *_ = jax.lax.fori_loop(0, iterations, step, init)
+  _, (x, *_) = jax.lax.while_loop(
+      not_done, lambda carry: (carry[0] + 1, step(carry[0], carry[1])),
+      (jnp.array(0, jnp.int32), init))
   return x
 
 
