@@ -10,7 +10,9 @@ Configs are Python files with ``get_config(arg)``; ``--config=path:arg``
 passes ``arg``; ``--config.a.b=value`` overrides a field (unknown fields are
 an error with a suggestion).
 
-``train`` exit codes: 0 done; 2 bad arguments; 3 halted on non-finite updates
+``train`` exit codes: 0 done; 2 bad arguments, or a catalog dataset not
+prepared under ``data_dir`` (the message says how to prepare it; also for
+``compare`` and ``eval``); 3 halted on non-finite updates
 (``train.nonfinite='halt'``; the last good state is checkpointed); 143 stopped
 by SIGTERM after saving a checkpoint (rerun with ``--resume``).
 """
@@ -77,8 +79,9 @@ def _compare(config) -> None:
 
 def _eval(config) -> None:
   import os
-  from mtl_jax.train import loop
+  from mtl_jax.train import loop, validate
   from mtl_jax.train.checkpoint import Checkpointer, meta_for
+  validate.check_data_prepared(config.data)  # before compiling
   s = loop.setup(config)
   compiled = loop.compile_run(s)
   workdir = _WORKDIR.value or config.workdir
@@ -128,9 +131,14 @@ def main(argv=None) -> int:
   if _CONFIG.value is None:
     print(f"mtl-jax {command}: --config is required.\n\n{_usage()}", file=sys.stderr)
     return 2
+  from mtl_jax.data.catalog import MissingDataError
   from mtl_jax.train import distributed
   distributed.initialize(_CONFIG.value)
-  return {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value) or 0
+  try:
+    return {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value) or 0
+  except MissingDataError as e:  # a user's setup, not a bug: no traceback
+    print(f"mtl-jax {command}: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

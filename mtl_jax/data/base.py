@@ -20,7 +20,8 @@ import dataclasses
 import fcntl
 import functools
 import os
-from typing import Any, Callable, Mapping, Sequence
+import re
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging as absl_logging
 import tensorflow_datasets as tfds
@@ -32,7 +33,7 @@ DEFAULT_DATA_DIR = "~/.cache/mtl_jax/tensorflow_datasets"
 SPLITS = ("train", "validation", "test")
 # Keys of ``config.data`` read by the pipeline rather than by a builder.
 PIPELINE_KEYS = ("name", "data_dir", "tasks", "num_threads", "prefetch",
-                 "in_memory")
+                 "in_memory", "sources")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -149,6 +150,16 @@ class EmbeddedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {split: self._generate_examples(split) for split in SPLITS}
 
 
+def examples(arrays: Mapping[str, Sequence]) -> Iterator[tuple[int, dict]]:
+  """``(index, record)`` pairs of a split given as equal-length columns.
+
+  What an embedded builder's ``_generate_examples`` returns: record ``i``
+  holds row ``i`` of every column of ``arrays``.
+  """
+  for i in range(len(next(iter(arrays.values())))):
+    yield i, {key: value[i] for key, value in arrays.items()}
+
+
 @contextlib.contextmanager
 def _absl_verbosity(level: int):
   previous = absl_logging.get_verbosity()
@@ -226,12 +237,49 @@ def _columns(spec: DatasetSpec, options: tuple, split: str,
   return pipeline.to_columns(spec.load(dict(options), split, root))
 
 
+_SPLIT = re.compile(r"^(\w+)(?:\[(-?\d+%?)?:(-?\d+%?)?\])?$")
+
+
+def parse_split(split: str) -> tuple[str, Optional[str], Optional[str]]:
+  """``"train[10%:-20]"`` -> ``("train", "10%", "-20")``; ``"test"`` -> ``("test", None, None)``.
+
+  The TFDS slicing syntax: bounds are example counts or percentages of the
+  split (rounded to the closest example), negative ones counted from the end.
+  """
+  match = _SPLIT.match(str(split))
+  if not match:
+    raise ValueError(f"Bad split {split!r}; use a split name, optionally sliced "
+                     "as in TFDS: 'train', 'train[:50%]', 'train[100:-10%]'.")
+  return match.group(1), match.group(2), match.group(3)
+
+
+def _bound(value: Optional[str], num_examples: int, default: int) -> int:
+  if value is None:
+    return default
+  if value.endswith("%"):
+    percent = float(value[:-1])
+    if abs(percent) > 100:
+      raise ValueError(f"Split slice bound {value} is outside [-100%, 100%].")
+    value = int(round(percent * num_examples / 100))
+  bound = int(value)
+  return max(0, min(num_examples, bound + num_examples if bound < 0 else bound))
+
+
 def load(spec: DatasetSpec, options: Mapping[str, Any], split: str, root: str,
          in_memory: bool) -> Sequence:
-  """The records of ``split``, read into memory once per process if asked."""
-  if split not in spec.splits:
-    raise ValueError(f"Dataset {spec.name!r} has no split {split!r}; its splits "
+  """The records of ``split`` (optionally sliced, e.g. ``train[:50%]``), read
+  into memory once per process if asked."""
+  name, start, stop = parse_split(split)
+  if name not in spec.splits:
+    raise ValueError(f"Dataset {spec.name!r} has no split {name!r}; its splits "
                      f"are {list(spec.splits)}.")
   if in_memory:
-    return _columns(spec, tuple(sorted(options.items())), split, root)
-  return spec.load(options, split, root)
+    records = _columns(spec, tuple(sorted(options.items())), name, root)
+  else:
+    records = spec.load(options, name, root)
+  n = len(records)
+  start, stop = _bound(start, n, 0), _bound(stop, n, n)
+  if start >= stop:
+    raise ValueError(f"Dataset {spec.name!r}: split {split!r} selects no "
+                     f"examples of the {n} of {name!r}.")
+  return pipeline.slice_records(records, start, stop)

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -85,6 +86,9 @@ class MissingDataError(FileNotFoundError):
 # --- Reading TFDS data sources ------------------------------------------------
 
 
+README_SECTION = 'README.md, section "Catalog datasets"'
+
+
 def _prepare_hint(tfds_name: str, root: str) -> str:
   return (
       f"To prepare it (needs network, once): set config.data.download=True, or "
@@ -94,7 +98,8 @@ def _prepare_hint(tfds_name: str, root: str) -> str:
       "Generating most TFDS image datasets needs TensorFlow (pip install "
       "tensorflow) at that time only; reading needs only array_record. Data "
       "prepared on another machine can be copied: point config.data.data_dir "
-      f"(or ${base.DATA_DIR_ENV}) at the directory holding {tfds_name}/.")
+      f"(or ${base.DATA_DIR_ENV}) at the directory holding {tfds_name}/. "
+      f"See {README_SECTION}.")
 
 
 def data_problem(dataset: str, tfds_name: str, root: str) -> str | None:
@@ -141,6 +146,25 @@ def open_split(dataset: str, tfds_name: str, split: str, root: str,
     if problem is None:
       raise  # The data is there (or was to be downloaded): another problem.
     raise MissingDataError(problem) from error
+
+
+def check_prepared(spec: base.DatasetSpec, options: Mapping[str, Any],
+                   root: str) -> None:
+  """Raises :class:`MissingDataError` now if catalog dataset ``spec`` is absent.
+
+  Opens its ``train`` split as training will (TFDS metadata, no records), so
+  that missing data is reported before anything is compiled. Datasets outside
+  the catalog, and ``download=True`` (fetched when first read), pass.
+
+  Raises:
+    MissingDataError: the TFDS data is not prepared under ``root``, or not as
+      array_record (the message says what, where, and how to prepare it).
+    ValueError: bad options (e.g. fractions), as reading would.
+  """
+  if spec.name in NAMES and not options.get("download") and "train" in spec.splits:
+    # TFDS warns of the missing folders it probes; the error says it all.
+    with base._absl_verbosity(absl_logging.ERROR):  # pylint: disable=protected-access
+      spec.load(options, "train", root)
 
 
 def read_rows(source: Sequence, keys: Sequence[int]) -> list[dict]:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import base
+from mtl_jax.data import base, embedded
 
 DEFAULTS = {"correlation": 0.5, "input_dim": 100, "num_sines": 10,
             "scale": 1.0, "noise": 0.01, "num_train": 8000,
@@ -42,10 +42,7 @@ def _check(options: Mapping[str, Any]) -> None:
   if options["input_dim"] < 2:
     raise ValueError("mmoe_synthetic: input_dim must be >= 2, got "
                      f"{options['input_dim']}.")
-  for split in base.SPLITS:
-    if options[f"num_{split}"] < 1:
-      raise ValueError(f"mmoe_synthetic: num_{split} must be >= 1, got "
-                       f"{options[f'num_{split}']}.")
+  embedded.check_split_sizes("mmoe_synthetic", options)
 
 
 def task_weights(options: Mapping[str, Any]) -> np.ndarray:
@@ -69,7 +66,7 @@ def targets(weights: np.ndarray, x: np.ndarray, num_sines: int) -> np.ndarray:
 def generate(options: Mapping[str, Any], split: str) -> dict[str, np.ndarray]:
   """All examples of ``split`` as arrays (what the builder writes)."""
   weights = task_weights(options)
-  rng = np.random.default_rng([int(options["seed"]), base.SPLITS.index(split)])
+  rng = embedded.split_rng(options, split)
   n, d = int(options[f"num_{split}"]), int(options["input_dim"])
   # The float32 inputs are what the model sees, so targets are computed from them.
   x = rng.standard_normal((n, d)).astype(np.float32)
@@ -79,48 +76,13 @@ def generate(options: Mapping[str, Any], split: str) -> dict[str, np.ndarray]:
           "y2": y[:, 1].astype(np.float32)}
 
 
-class MmoeSynthetic(base.EmbeddedBuilder, skip_registration=True):
-  """TFDS builder of the MMoE synthetic data; options in the builder config."""
+class MmoeSynthetic(embedded.RegressionBuilder, skip_registration=True):
+  """The MMoE synthetic regression data (Ma et al., KDD 2018)."""
 
   name = "mmoe_synthetic"
   VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    dim = self.builder_config.options["input_dim"]
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "x": tfds.features.Tensor(shape=(dim,), dtype=np.float32,
-                                      encoding=tfds.features.Encoding.BYTES),
-            "y1": tfds.features.Scalar(dtype=np.float32),
-            "y2": tfds.features.Scalar(dtype=np.float32),
-        }),
-        disable_shuffling=True)
-
-  def _generate_examples(self, split):
-    arrays = generate(self.builder_config.options, split)
-    for i in range(len(arrays["x"])):
-      yield i, {key: value[i] for key, value in arrays.items()}
+  INPUT, TASKS = "x", ("y1", "y2")
+  generate = staticmethod(generate)
 
 
-def tasks(options: Mapping[str, Any]) -> dict[str, dict]:
-  """The two regression tasks ``y1``, ``y2``."""
-  del options
-  spec = {"kind": "regression", "dim": 1, "metrics": ("mse", "mae")}
-  return {"y1": dict(spec), "y2": dict(spec)}
-
-
-def input_shape(options: Mapping[str, Any]) -> tuple[int]:
-  return (int(options["input_dim"]),)
-
-
-DATASET = base.DatasetSpec(
-    name="mmoe_synthetic",
-    defaults=DEFAULTS,
-    tasks=tasks,
-    input_shape=input_shape,
-    load=base.tfds_loader(MmoeSynthetic),
-    input_feature="x",
-    in_memory=True,
-)
+DATASET = embedded.regression_dataset(MmoeSynthetic, DEFAULTS)

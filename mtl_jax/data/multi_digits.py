@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import base
+from mtl_jax.data import base, embedded
 
 DIGIT_SIZE = 8
 CANVAS_SIZE = 10
@@ -94,7 +94,7 @@ def pairs(options: Mapping[str, Any], split: str) -> tuple[np.ndarray, np.ndarra
   """Source indices ``(left, right)`` of the composites of ``split``."""
   _check(options)
   pool = partition(options)[split]
-  rng = np.random.default_rng([int(options["seed"]), base.SPLITS.index(split)])
+  rng = embedded.split_rng(options, split)
   position = rng.permutation(np.repeat(np.arange(len(pool)), options["pairs_per_image"]))
   # A partner at a random non-zero offset in the pool: never the image itself.
   offset = rng.integers(1, len(pool), len(position))
@@ -117,33 +117,22 @@ def image_size(options: Mapping[str, Any]) -> int:
   return DIGIT_SIZE if options["resize"] else CANVAS_SIZE
 
 
-class MultiDigits(base.EmbeddedBuilder, skip_registration=True):
-  """TFDS builder of the composites; options in the builder config."""
+def features(options: Mapping[str, Any]) -> dict[str, Any]:
+  """The TFDS features of a record."""
+  index = tfds.features.Scalar(dtype=np.int32)
+  return {"image": embedded.image_feature(image_size(options)),
+          "left": tfds.features.ClassLabel(num_classes=10),
+          "right": tfds.features.ClassLabel(num_classes=10),
+          "left_index": index,
+          "right_index": index}
+
+
+class MultiDigits(embedded.Builder, skip_registration=True):
+  """MultiMNIST-style composites of scikit-learn's 8x8 digits."""
 
   name = "multi_digits"
   VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    size = image_size(self.builder_config.options)
-    index = tfds.features.Scalar(dtype=np.int32)
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(
-                shape=(size, size, 1), dtype=np.uint8,
-                encoding=tfds.features.Encoding.BYTES),
-            "left": tfds.features.ClassLabel(num_classes=10),
-            "right": tfds.features.ClassLabel(num_classes=10),
-            "left_index": index,
-            "right_index": index,
-        }),
-        disable_shuffling=True)
-
-  def _generate_examples(self, split):
-    arrays = generate(self.builder_config.options, split)
-    for i in range(len(arrays["left"])):
-      yield i, {key: value[i] for key, value in arrays.items()}
+  generate, features = staticmethod(generate), staticmethod(features)
 
 
 def tasks(options: Mapping[str, Any]) -> dict[str, dict]:

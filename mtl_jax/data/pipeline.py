@@ -1,32 +1,50 @@
-"""The grain pipeline: shuffle, repeat, per-host slices, padded batches.
+"""The input pipeline: shuffled index streams, per-host slices, padded batches.
 
-grain orders example *indices*: ``range(n) -> shuffle(seed) ->
-repeat(num_epochs) -> [pad] -> batch(batch_size) -> every process_count-th
-batch``; each batch's records are then read and checked by :class:`Collate`.
-Global step ``s`` is the ``G = batch_size * process_count`` consecutive indices
-``[s * G, (s + 1) * G)`` of the shuffled stream and process ``p`` gets rows
-``[p * B, (p + 1) * B)`` of it, so the processes' batches of one step together
-are exactly the global batch of a single-process run with the same seed.
+A split's example indices form a stream: its epochs one after another, epoch
+``e`` a permutation of ``range(n)`` drawn from ``(seed, e)`` (the identity
+without shuffling), ``num_epochs`` of them or forever. Global step ``s`` reads
+the ``G = batch_size * process_count`` stream positions ``[s * G, (s + 1) * G)``
+and process ``p`` gets rows ``[p * B, (p + 1) * B)`` of them, so the processes'
+batches of one step together are exactly the global batch of a single-process
+run with the same seed. A batch's indices are slices of a cached permutation
+and, for a split held in memory, its records one fancy-indexing gather per
+feature: no per-example Python work. grain runs the batch function on reader
+threads, prefetches, and keeps the position (the next step) as the iterator's
+checkpointable state.
 
 With ``drop_remainder=False`` the stream is padded to a whole number of global
-batches with padding rows whose inputs and targets are zeros and whose masks are
-False for every task: shapes stay static, every process runs the same number of
-steps, and every real example is counted exactly once.
+batches with padding rows (index -1) whose inputs and targets are zeros and
+whose masks are False for every task: shapes stay static, every process runs
+the same number of steps, and every real example is counted exactly once.
+
+Several sources (multi-input mode, :mod:`mtl_jax.data.sources`), each with its
+own records, tasks and index stream, make up one :class:`Plan`:
+
+* ``concat``: the global batch of step ``s`` is source 0's next ``rows_0``
+  stream positions, then source 1's next ``rows_1``, ... (sources in order).
+  It ends with the first source to run out (``drop_remainder``) or the last
+  (padding the others); with ``num_epochs=None`` it never ends.
+* ``chain``: source 0's global batches, then source 1's, ...: each source's
+  split once per epoch with the least padding (evaluation).
+
+Rows of a source carry zeros and False masks for the tasks it does not supply.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+import sys
+import threading
+from typing import Any, Mapping, Optional, Sequence
 
 import grain
 import numpy as np
 
 from mtl_jax.data import checks
 
-
-class Padding:
-  """A padding row of the index stream."""
+MIXES = ("concat", "chain")
 
 
 class Columns:
@@ -57,6 +75,40 @@ class Columns:
     return {f: self.arrays[f][indices] for f in features}
 
 
+class Slice:
+  """Records ``[start, stop)`` of a random-access sequence of records."""
+
+  def __init__(self, records: Sequence, start: int, stop: int):
+    self.records, self.start, self.stop = records, start, stop
+
+  def __len__(self) -> int:
+    return self.stop - self.start
+
+  def __getitem__(self, index: int):
+    if not 0 <= index < len(self):
+      raise IndexError(f"Index {index} out of range for {len(self)} records.")
+    return self.records[self.start + index]
+
+  def __getitems__(self, indices: Sequence[int]) -> list:
+    return list(read_rows(self.records, [self.start + i for i in indices]))
+
+
+def slice_records(records: Sequence, start: int, stop: int) -> Sequence:
+  """Records ``[start, stop)``: views of in-memory columns, else a :class:`Slice`."""
+  if (start, stop) == (0, len(records)):
+    return records
+  if isinstance(records, Columns):
+    return Columns({k: v[start:stop] for k, v in records.arrays.items()})
+  return Slice(records, start, stop)
+
+
+def read_rows(records: Sequence, indices: Sequence[int]) -> Sequence[Mapping]:
+  """``records[i]`` for each index, in one call where the records allow it."""
+  if hasattr(records, "__getitems__"):
+    return records.__getitems__(list(indices))
+  return [records[i] for i in indices]
+
+
 def _stack(rows: Sequence[Mapping], feature: str) -> np.ndarray:
   try:
     return np.asarray([row[feature] for row in rows])
@@ -70,10 +122,7 @@ def read(records: Sequence, indices: Sequence[int],
   """The given features of ``records[indices]`` stacked into arrays."""
   if isinstance(records, Columns):
     return records.gather(indices, features)
-  if hasattr(records, "__getitems__"):
-    rows = records.__getitems__(list(indices))
-  else:
-    rows = [records[i] for i in indices]
+  rows = read_rows(records, [int(i) for i in indices])
   return {f: _stack(rows, f) for f in features}
 
 
@@ -89,8 +138,19 @@ def to_columns(records: Sequence, chunk: int = 1024) -> Columns:
   return Columns({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
 
+def zeros_batch(size: int, tasks: Mapping[str, dict],
+                input_shape: tuple[int, ...]) -> dict[str, Any]:
+  """A batch of ``size`` padding rows (zeros, masks False) for ``tasks``."""
+  def zeros(decl):
+    dtype = np.int32 if decl["kind"] == "multiclass" else np.float32
+    return np.zeros((size,) + checks.target_shape(decl), dtype)
+  return {"inputs": np.zeros((size,) + tuple(input_shape), np.float32),
+          "targets": {k: zeros(d) for k, d in tasks.items()},
+          "mask": {k: np.zeros(size, bool) for k in tasks}}
+
+
 class Collate:
-  """Reads a batch of indices (and padding rows) into one checked batch.
+  """Reads a batch of indices (-1: a padding row) into one checked batch.
 
   Args:
     records: the split's records (a random-access sequence of dicts, or
@@ -98,24 +158,29 @@ class Collate:
     tasks: ``{task: declaration}`` of the tasks to keep.
     input_feature: the record field holding the inputs.
     input_shape: the expected per-example input shape.
+    fields: ``{task: record field}`` where a task's targets are read from a
+      field of another name; by default the field is the task's name.
   """
 
   def __init__(self, records: Sequence, tasks: Mapping[str, dict],
-               input_feature: str, input_shape: tuple[int, ...]):
+               input_feature: str, input_shape: tuple[int, ...],
+               fields: Optional[Mapping[str, str]] = None):
     self.records = records
     self.tasks = dict(tasks)
     self.input_feature = input_feature
     self.input_shape = tuple(input_shape)
+    self.fields = {t: (fields or {}).get(t, t) for t in self.tasks}
 
-  def __call__(self, rows: Sequence[Any]) -> dict[str, Any]:
-    real = np.array([not isinstance(r, Padding) for r in rows], bool)
-    indices = [int(r) for r in rows if not isinstance(r, Padding)]
-    if not indices:
-      return self.padding_batch(len(rows))
-    columns = read(self.records, indices, [self.input_feature, *self.tasks])
+  def __call__(self, indices: Sequence[int]) -> dict[str, Any]:
+    indices = np.asarray(indices, np.int64)
+    real = indices >= 0
+    if not real.any():
+      return self.padding_batch(len(indices))
+    columns = read(self.records, indices[real],
+                   [self.input_feature, *self.fields.values()])
     inputs = checks.inputs(self.input_feature, columns[self.input_feature],
                            self.input_shape)
-    targets = {name: checks.targets(name, decl, columns[name])
+    targets = {name: checks.targets(name, decl, columns[self.fields[name]])
                for name, decl in self.tasks.items()}
     return {"inputs": _place(inputs, real),
             "targets": {k: _place(v, real) for k, v in targets.items()},
@@ -123,12 +188,7 @@ class Collate:
 
   def padding_batch(self, size: int) -> dict[str, Any]:
     """A batch of ``size`` padding rows (zeros, masks False)."""
-    def zeros(decl):
-      dtype = np.int32 if decl["kind"] == "multiclass" else np.float32
-      return np.zeros((size,) + checks.target_shape(decl), dtype)
-    return {"inputs": np.zeros((size,) + self.input_shape, np.float32),
-            "targets": {k: zeros(d) for k, d in self.tasks.items()},
-            "mask": {k: np.zeros(size, bool) for k in self.tasks}}
+    return zeros_batch(size, self.tasks, self.input_shape)
 
 
 def _place(values: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -140,72 +200,192 @@ def _place(values: np.ndarray, real: np.ndarray) -> np.ndarray:
   return out
 
 
-class _PaddedDataset(grain.MapDataset):
-  """``parent`` followed by :class:`Padding` rows up to ``length``."""
+class IndexStream:
+  """Example indices at positions of a split's shuffled, repeated stream.
 
-  def __init__(self, parent: grain.MapDataset, length: int):
-    super().__init__(parent)
-    self._length = length
-    self._parent_length = len(parent)
+  Args:
+    num_records: examples in the split.
+    seed: an int or ints; epoch ``e`` is the permutation drawn from
+      ``SeedSequence([*seed, e])``.
+    shuffle: permute each epoch (else every epoch is ``0, 1, ..., n - 1``).
+    num_epochs: epochs in the stream; None repeats forever.
+  """
 
-  def __len__(self) -> int:
-    return self._length
+  _CACHED_EPOCHS = 4  # threads may read a few consecutive epochs at once
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    if index % self._length >= self._parent_length:
-      return Padding()
-    return self._parent[index % self._length]
+  def __init__(self, num_records: int, *, seed: int | Sequence[int],
+               shuffle: bool, num_epochs: Optional[int]):
+    if num_records < 1:
+      raise ValueError("The split has no examples.")
+    if num_epochs is not None and num_epochs < 1:
+      raise ValueError(f"num_epochs must be None or >= 1, got {num_epochs}.")
+    self.num_records = int(num_records)
+    self.length = None if num_epochs is None else self.num_records * num_epochs
+    self._entropy = ((int(seed),) if isinstance(seed, (int, np.integer))
+                     else tuple(int(s) for s in seed))
+    self._shuffle = bool(shuffle)
+    self._orders: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
 
-  def __str__(self) -> str:
-    return f"_PaddedDataset(length={self._length})"
+  def permutation(self, epoch: int) -> np.ndarray:
+    """The example indices of ``epoch`` in stream order (when shuffling)."""
+    with self._lock:
+      order = self._orders.get(epoch)
+    if order is None:
+      order = np.random.default_rng([*self._entropy, epoch]).permutation(
+          self.num_records)
+      with self._lock:
+        self._orders[epoch] = order
+        while len(self._orders) > self._CACHED_EPOCHS:
+          del self._orders[min(self._orders)]
+    return order
+
+  def __call__(self, start: int, stop: int) -> np.ndarray:
+    """Indices at positions ``[start, stop)``; -1 past the end of the stream."""
+    out = np.full(stop - start, -1, np.int64)
+    end = stop if self.length is None else min(stop, self.length)
+    position = start
+    while position < end:
+      epoch, offset = divmod(position, self.num_records)
+      take = min(end - position, self.num_records - offset)
+      out[position - start:position - start + take] = (
+          self.permutation(epoch)[offset:offset + take] if self._shuffle
+          else np.arange(offset, offset + take))
+      position += take
+    return out
 
 
-def grain_seed(seed: int) -> int:
-  """A well-mixed 32-bit shuffle seed (grain shuffles epoch e with seed + e)."""
-  return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """One split feeding a :class:`Plan`.
+
+  Attributes:
+    name: the source's name in error messages ('' for a single dataset).
+    collate: reads the source's rows.
+    stream: the source's index stream.
+    rows: rows of every global batch of ``concat`` (unused by ``chain``).
+  """
+
+  name: str
+  collate: Collate
+  stream: IndexStream
+  rows: int = 0
+
+  def steps(self, rows: int, drop_remainder: bool) -> Optional[int]:
+    """Global batches of ``rows`` rows in the stream (None: endless)."""
+    if self.stream.length is None:
+      return None
+    if not drop_remainder:
+      return math.ceil(self.stream.length / rows)
+    if self.stream.length < rows:
+      where = f"Source {self.name!r}: the" if self.name else "The"
+      epochs = self.stream.length // self.stream.num_records
+      raise ValueError(f"{where} split has {self.stream.num_records} examples x "
+                       f"{epochs} epoch(s), fewer than one global batch of "
+                       f"{rows}; use drop_remainder=False or a smaller batch.")
+    return self.stream.length // rows
 
 
-def _index_stream(num_records: int, *, global_batch: int, seed: int,
-                  shuffle: bool, drop_remainder: bool,
-                  num_epochs: int | None) -> grain.MapDataset:
-  ds = grain.MapDataset.range(num_records)
-  if shuffle:
-    ds = ds.shuffle(seed=grain_seed(seed))
-  if num_epochs != 1:
-    ds = ds.repeat(num_epochs)
-  if num_epochs is None:
-    return ds
-  if drop_remainder:
-    if len(ds) < global_batch:
-      raise ValueError(f"The split has {num_records} examples x {num_epochs} "
-                       f"epoch(s), fewer than one global batch of "
-                       f"{global_batch}; use drop_remainder=False or a smaller "
-                       "batch.")
-    return ds[: len(ds) // global_batch * global_batch]
-  return _PaddedDataset(ds, math.ceil(len(ds) / global_batch) * global_batch)
+def _widen(batch: dict[str, Any], tasks: Mapping[str, dict],
+           input_shape: tuple[int, ...]) -> dict[str, Any]:
+  """``batch`` with every task of ``tasks``, in order; missing ones masked."""
+  if list(batch["targets"]) == list(tasks):
+    return batch
+  size = len(batch["inputs"])
+  empty = zeros_batch(size, {k: d for k, d in tasks.items()
+                             if k not in batch["targets"]}, input_shape)
+  pick = lambda key, k: (batch if k in batch[key] else empty)[key][k]
+  return {"inputs": batch["inputs"],
+          "targets": {k: pick("targets", k) for k in tasks},
+          "mask": {k: pick("mask", k) for k in tasks}}
 
 
-def batches(collate: Collate, *, batch_size: int, seed: int, shuffle: bool,
-            drop_remainder: bool, num_epochs: int | None, process_index: int,
-            process_count: int) -> grain.MapDataset:
-  """This process's batches as a grain ``MapDataset`` (see module docstring)."""
-  if num_epochs is not None and num_epochs < 1:
-    raise ValueError(f"num_epochs must be None or >= 1, got {num_epochs}.")
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index must be in [0, {process_count}), got "
-                     f"{process_index}.")
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-  if not len(collate.records):
-    raise ValueError("The split has no examples.")
-  stream = _index_stream(len(collate.records),
-                         global_batch=batch_size * process_count, seed=seed,
-                         shuffle=shuffle, drop_remainder=drop_remainder,
-                         num_epochs=num_epochs)
-  local = stream.batch(batch_size, drop_remainder=True, batch_fn=collate)
-  return local[process_index::process_count]
+def _concatenate(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  if len(parts) == 1:
+    return parts[0]
+  join = lambda key: {k: np.concatenate([p[key][k] for p in parts])
+                      for k in parts[0][key]}
+  return {"inputs": np.concatenate([p["inputs"] for p in parts]),
+          "targets": join("targets"), "mask": join("mask")}
+
+
+class Plan:
+  """Step -> this process's batch, over one or more sources.
+
+  Args:
+    sources: the sources, in batch order.
+    tasks: ``{task: declaration}`` of every batch (the union of the sources').
+    input_shape: the per-example input shape shared by the sources.
+    mix: ``concat`` or ``chain`` (see the module docstring).
+    batch_size: rows per batch on this process.
+    drop_remainder: drop the final partial global batch, else pad it.
+    process_index: this process's index.
+    process_count: the number of processes.
+
+  Attributes:
+    num_steps: batches in the whole stream, or None when it never ends.
+  """
+
+  def __init__(self, sources: Sequence[Source], tasks: Mapping[str, dict],
+               input_shape: tuple[int, ...], *, mix: str, batch_size: int,
+               drop_remainder: bool, process_index: int, process_count: int):
+    if mix not in MIXES:
+      raise ValueError(f"mix must be one of {list(MIXES)}, got {mix!r}.")
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if not 0 <= process_index < process_count:
+      raise ValueError(f"process_index must be in [0, {process_count}), got "
+                       f"{process_index}.")
+    self.sources = tuple(sources)
+    self.tasks = dict(tasks)
+    self.input_shape = tuple(input_shape)
+    self.mix = mix
+    self.batch_size = batch_size
+    self.global_batch = batch_size * process_count
+    self._rows = (process_index * batch_size, (process_index + 1) * batch_size)
+    if mix == "concat":
+      self._check_rows()
+      steps = [s.steps(s.rows, drop_remainder) for s in self.sources]
+      ends = None if None in steps else (min if drop_remainder else max)(steps)
+      self.num_steps = ends
+    else:
+      steps = [s.steps(self.global_batch, drop_remainder) for s in self.sources]
+      if None in steps:
+        raise ValueError("mix='chain' needs a finite num_epochs.")
+      self._first_steps = np.cumsum([0] + steps).tolist()
+      self.num_steps = self._first_steps[-1]
+
+  def _check_rows(self) -> None:
+    rows = [s.rows for s in self.sources]
+    if sum(rows) != self.global_batch or min(rows) < 1:
+      shares = {s.name: s.rows for s in self.sources}
+      raise ValueError(f"The sources' rows per step {shares} must be positive "
+                       f"and add up to the global batch {self.global_batch}.")
+
+  def segments(self, step: int) -> list[tuple[Source, int, int]]:
+    """``(source, first stream position, rows)`` of the global batch, in order."""
+    if self.mix == "concat":
+      return [(s, step * s.rows, s.rows) for s in self.sources]
+    index = bisect.bisect_right(self._first_steps, step) - 1
+    local = step - self._first_steps[index]
+    return [(self.sources[index], local * self.global_batch, self.global_batch)]
+
+  def __call__(self, step: int) -> dict[str, Any]:
+    """This process's rows of global batch ``step``."""
+    low, high = self._rows
+    parts, row = [], 0
+    for source, position, rows in self.segments(step):
+      start, stop = max(low, row), min(high, row + rows)
+      if start < stop:
+        indices = source.stream(position + start - row, position + stop - row)
+        parts.append(_widen(source.collate(indices), self.tasks,
+                            self.input_shape))
+      row += rows
+    return _concatenate(parts)
+
+  def padding_batch(self, size: int) -> dict[str, Any]:
+    """A batch of ``size`` padding rows (zeros, masks False)."""
+    return zeros_batch(size, self.tasks, self.input_shape)
 
 
 class BatchIterator:
@@ -220,14 +400,15 @@ class BatchIterator:
     batch_size: rows per batch (this process's share of the global batch).
   """
 
-  def __init__(self, dataset: grain.MapDataset, collate: Collate,
-               fingerprint: dict[str, Any], read_options: grain.ReadOptions, *,
-               batch_size: int, repeats_forever: bool):
-    self.num_batches = None if repeats_forever else len(dataset)
-    self.batch_size = batch_size
-    self._collate = collate
+  def __init__(self, plan: Plan, fingerprint: dict[str, Any],
+               read_options: grain.ReadOptions):
+    self.num_batches = plan.num_steps
+    self.batch_size = plan.batch_size
+    self._plan = plan
     self._fingerprint = fingerprint
-    self._iterator = iter(dataset.to_iter_dataset(read_options))
+    steps = grain.MapDataset.range(
+        sys.maxsize if plan.num_steps is None else plan.num_steps)
+    self._iterator = iter(steps.map(plan).to_iter_dataset(read_options))
 
   def __iter__(self) -> "BatchIterator":
     return self
@@ -248,7 +429,7 @@ class BatchIterator:
   def empty_batch(self) -> dict[str, Any]:
     """A batch of padding rows with this iterator's shapes and dtypes (masks
     all False): for shape inference, e.g. ``jax.eval_shape``."""
-    return self._collate.padding_batch(self.batch_size)
+    return self._plan.padding_batch(self.batch_size)
 
   def get_state(self) -> dict[str, Any]:
     """The position in the stream, with the arguments it depends on."""

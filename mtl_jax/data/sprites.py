@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import base
+from mtl_jax.data import base, embedded
 
 SHAPES = ("square", "ellipse", "heart")
 SYMMETRY = (4, 2, 1)  # rotational symmetry order of each shape
@@ -145,17 +145,14 @@ def _check(options: Mapping[str, Any]) -> None:
   if options["image_size"] < MIN_IMAGE_SIZE:
     raise ValueError(f"sprites: image_size must be >= {MIN_IMAGE_SIZE}, got "
                      f"{options['image_size']}.")
-  for split in base.SPLITS:
-    if split_size(options, split) < 1:
-      raise ValueError(f"sprites: num_{split} must be >= 1, got "
-                       f"{split_size(options, split)}.")
+  embedded.check_split_sizes("sprites", options)
 
 
 def generate(options: Mapping[str, Any], split: str) -> dict[str, np.ndarray]:
   """All examples of ``split`` as arrays (what the builder writes)."""
   _check(options)
-  seed = np.random.SeedSequence([int(options["seed"]), base.SPLITS.index(split)])
-  factors = sample_factors(np.random.default_rng(seed), split_size(options, split))
+  factors = sample_factors(embedded.split_rng(options, split),
+                           split_size(options, split))
   return {"image": render(factors, options["image_size"], options["antialias"]),
           "shape": factors["shape"], "scale": factors["scale"],
           "angle": factors["angle"].astype(np.float32),
@@ -164,35 +161,24 @@ def generate(options: Mapping[str, Any], split: str) -> dict[str, np.ndarray]:
           "y": factors["y"].astype(np.float32)}
 
 
-class Sprites(base.EmbeddedBuilder, skip_registration=True):
-  """TFDS builder of the sprites; options in ``builder_config.options``."""
+def features(options: Mapping[str, Any]) -> dict[str, Any]:
+  """The TFDS features of a record."""
+  scalar = tfds.features.Scalar(dtype=np.float32)
+  return {"image": embedded.image_feature(options["image_size"]),
+          "shape": tfds.features.ClassLabel(names=SHAPES),
+          "scale": tfds.features.ClassLabel(num_classes=len(SCALES)),
+          "angle": scalar,
+          "orientation": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+          "x": scalar,
+          "y": scalar}
+
+
+class Sprites(embedded.Builder, skip_registration=True):
+  """Procedural dSprites-style sprites: one white shape, five factors."""
 
   name = "sprites"
   VERSION = tfds.core.Version("1.0.0")
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    size = self.builder_config.options["image_size"]
-    scalar = tfds.features.Scalar(dtype=np.float32)
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(
-                shape=(size, size, 1), dtype=np.uint8,
-                encoding=tfds.features.Encoding.BYTES),
-            "shape": tfds.features.ClassLabel(names=SHAPES),
-            "scale": tfds.features.ClassLabel(num_classes=len(SCALES)),
-            "angle": scalar,
-            "orientation": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-            "x": scalar,
-            "y": scalar,
-        }),
-        disable_shuffling=True)
-
-  def _generate_examples(self, split):
-    arrays = generate(self.builder_config.options, split)
-    for i in range(len(arrays["shape"])):
-      yield i, {key: value[i] for key, value in arrays.items()}
+  generate, features = staticmethod(generate), staticmethod(features)
 
 
 def tasks(options: Mapping[str, Any]) -> dict[str, dict]:

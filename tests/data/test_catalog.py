@@ -249,6 +249,7 @@ def test_missing_data_names_the_dataset_and_how_to_prepare_it(tmp_path, name):
   assert f"not prepared under {tmp_path}" in message
   assert "download=True" in message
   assert f"tfds build {tfds_name} --data_dir={tmp_path} --file_format=array_record" in message
+  assert catalog.README_SECTION in message
   assert isinstance(error.value, FileNotFoundError)
 
 

@@ -3,8 +3,8 @@
 The catalog configs need TFDS data (absent here), so they live outside
 configs/*.py (which tests/test_configs.py trains on real embedded data);
 ``tfds.testing.mock_data`` stands in for the data. Each config is checked
-whole (``validate.check_config``: tasks against the data, the method, the
-optimizer; the model built abstractly) and reads a batch of its data
+whole (``validate.check_config`` under the mock: tasks against the data, the
+method, the optimizer, the data prepared; the model built abstractly) and reads a batch of its data
 section; then each distinct one trains 2 steps with tiny overrides (16x16
 images, a one-block trunk: XLA compile time grows with the layers, not with
 the data; CelebA on 4 of its 40 attributes) to keep the test fast
@@ -52,11 +52,11 @@ def _mocked(num_examples=24):
 def test_catalog_config_is_valid_and_reads_its_data(name, arg, tmp_path):
   c = load(name, arg)
   c.data.data_dir = str(tmp_path)
-  validate.check_config(c)  # tasks against the data, method, optimizer
   input_shape = data.input_shape(c.data)
   tasks = tasks_lib.from_config(c.tasks)
   nnx.eval_shape(lambda: models.build(c.model, tasks, input_shape, seed=0))
   with _mocked():
+    validate.check_config(c)  # tasks against the data, method, optimizer, data there
     batch = next(data.build(dict(c.data.to_dict(), tasks=sorted(c.tasks)), "train",
                             batch_size=4, seed=0, shuffle=True, drop_remainder=True))
   assert batch["inputs"].shape == (4,) + input_shape

@@ -66,6 +66,16 @@ def test_shuffling_is_deterministic_and_differs_per_epoch(sprites_config):
   np.testing.assert_array_equal(np.sort(_ids(first)), np.sort(_ids(ordered)))
 
 
+def test_batches_run_across_epoch_boundaries(sprites_config):
+  batches = _take(_build(sprites_config, batch_size=40), 12)  # 5 epochs of 96
+  epochs = np.concatenate([_ids(b) for b in batches]).reshape(5, 96)
+  for epoch in epochs:  # every example once per epoch, none dropped
+    np.testing.assert_array_equal(np.sort(epoch), np.sort(epochs[0]))
+  assert len({tuple(e) for e in epochs}) == 5  # each epoch in its own order
+  with pytest.raises(ValueError, match="num_epochs must be None or >= 1"):
+    _build(sprites_config, num_epochs=0)
+
+
 def test_state_round_trip(sprites_config):
   iterator = _build(sprites_config)
   _take(iterator, 3)
