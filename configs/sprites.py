@@ -37,5 +37,9 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
                      clip_norm=0.0)
   c.train = dict(num_steps=1000, batch_size=64, eval_batch_size=500, log_every=50,
                  eval_every=0, checkpoint_every=500, max_to_keep=2,
-                 nonfinite="skip", max_nonfinite=10, log_cosine=True)
+                 nonfinite="skip", max_nonfinite=10, log_cosine=True,
+                 # Mixed precision and gradient accumulation (README): "bfloat16"
+                 # computes the model in bf16 on fp32 parameters; M > 1 runs the
+                 # batch as M micro-batches with the same update.
+                 compute_dtype="float32", accumulation_steps=1)
   return c

@@ -23,6 +23,10 @@ shared parameters.
 
 Task-specific and cross-task groups always get the gradient of
 ``sum_t w_t L_t``; the aggregator acts on the shared group only.
+
+The functions here run on the whole batch (:data:`WHOLE_BATCH`);
+:mod:`mtl_jax.train.accumulation` provides the same engines over
+micro-batches, with the same results.
 """
 
 from __future__ import annotations
@@ -115,7 +119,17 @@ def resolve(weighting: Weighting, aggregator: Optional[Aggregator], engine: str,
   return Method(weighting, aggregator, engine, every)
 
 
-def _loss_weights(method: Method, losses, state, extras, gram):
+class Gathered(NamedTuple):
+  """What the ``jacobian`` engine computes before any method runs."""
+
+  losses: jax.Array  # [T] per-task mean losses
+  counts: jax.Array  # [T]
+  rest: dict         # new non-parameter state
+  jac: dict          # rows of the Jacobian of the losses, every group: [T, *p]
+
+
+def loss_weights(method: Method, losses, state, extras, gram):
+  """The weighting's ``(weights [T], state)`` for ``losses`` (no gradient)."""
   kw = dict(extras, key=jax.random.fold_in(extras["key"], 0))
   if "gramian" in method.weighting.needs:
     kw["gramian"] = gram
@@ -132,6 +146,21 @@ def _aggregation_weights(method: Method, weighted_gram, losses, state, extras):
   return jax.lax.stop_gradient(a.astype(losses.dtype)), state
 
 
+def solve_weights(method: Method, losses, gram, wstate, astate, extras):
+  """Loss weights ``w`` and aggregation weights ``a`` from a Gramian.
+
+  ``gram`` is the Gramian of the unweighted task gradients; the aggregator
+  sees that of the weighted ones, ``diag(w) G diag(w)``.
+
+  Returns:
+    ``(w, a, wstate, astate)``.
+  """
+  w, wstate = loss_weights(method, losses, wstate, extras, gram)
+  a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
+                                   astate, extras)
+  return w, a, wstate, astate
+
+
 def _has_leaves(tree) -> bool:
   return bool(jax.tree.leaves(tree))
 
@@ -143,20 +172,32 @@ def _scale_rows(w, jac):
 def weighted(forward, params, rest, batch, method, wstate, astate, extras) -> EngineOut:
   losses, vjp, (counts, new_rest) = jax.vjp(
       lambda p: forward(p, rest, batch), params, has_aux=True)
-  w, wstate = _loss_weights(method, losses, wstate, extras, None)
+  w, wstate = loss_weights(method, losses, wstate, extras, None)
   (grads,) = vjp(w)
   return EngineOut(grads, losses, counts, new_rest, w, None, None, wstate, astate)
 
 
-def jacobian(forward, params, rest, batch, method, wstate, astate, extras) -> EngineOut:
+def gather_jacobian(forward, params, rest, batch) -> Gathered:
+  """One forward, then all ``T`` VJPs as one vmapped program."""
   losses, vjp, (counts, new_rest) = jax.vjp(
       lambda p: forward(p, rest, batch), params, has_aux=True)
-  eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
-  jac = jax.vmap(lambda c: vjp(c)[0])(eye)
+  jac = jax.vmap(lambda c: vjp(c)[0])(jnp.eye(losses.shape[0], dtype=losses.dtype))
+  return Gathered(losses, counts, new_rest, jac)
+
+
+def jacobian(forward, params, rest, batch, method, wstate, astate, extras) -> EngineOut:
+  return finish_jacobian(gather_jacobian(forward, params, rest, batch), method,
+                         wstate, astate, extras)
+
+
+def finish_jacobian(gathered: Gathered, method, wstate, astate, extras) -> EngineOut:
+  """Gramian, weighting and aggregation from the gathered Jacobian rows."""
+  losses, counts, new_rest, jac = gathered
   shared_jac = jac["shared"]
   has_shared = _has_leaves(shared_jac)
-  gram = gramian(shared_jac) if has_shared else jnp.zeros_like(eye)
-  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  gram = (gramian(shared_jac) if has_shared
+          else jnp.zeros((losses.shape[0],) * 2, losses.dtype))
+  w, wstate = loss_weights(method, losses, wstate, extras, gram)
   agg = method.aggregator
   a = None
   if not has_shared:
@@ -192,9 +233,7 @@ def gramian_engine(forward, params, rest, batch, method, wstate, astate,
   eye = jnp.eye(losses.shape[0], dtype=losses.dtype)
   gram = jax.lax.map(gram_column, eye)
   gram = 0.5 * (gram + gram.T)
-  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
-  a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
-                                   astate, extras)
+  w, a, wstate, astate = solve_weights(method, losses, gram, wstate, astate, extras)
   shared_dir = f_vjp(a * w)[0]["shared"]
   heads = f_vjp(w)[0]
   grads = {"shared": shared_dir, **{g: heads[g] for g in HEAD_GROUPS if g in heads}}
@@ -216,9 +255,7 @@ def representation(encode, decode, params, rest, batch, method, wstate, astate,
   dz = vjp_decode(jnp.ones_like(losses))[0]
   jac_z = jnp.stack([dz[n] for n in names])
   gram = gramian(jac_z)
-  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
-  a, astate = _aggregation_weights(method, w[:, None] * gram * w[None, :], losses,
-                                   astate, extras)
+  w, a, wstate, astate = solve_weights(method, losses, gram, wstate, astate, extras)
   (shared_dir,) = vjp_encode(combine(a * w, jac_z))
   grads = {"shared": shared_dir, **vjp_decode(w)[1]}
   return EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
@@ -241,8 +278,28 @@ def reuse(forward, params, rest, batch, method, wstate, astate, extras, agg_weig
   """
   losses, vjp, (counts, new_rest) = jax.vjp(
       lambda p: forward(p, rest, batch), params, has_aux=True)
-  w, wstate = _loss_weights(method, losses, wstate, extras, gram)
+  w, wstate = loss_weights(method, losses, wstate, extras, gram)
   shared = vjp(agg_weights * w)[0]["shared"]
   heads = vjp(w)[0]
   grads = {"shared": shared, **{g: heads[g] for g in HEAD_GROUPS if g in heads}}
   return EngineOut(grads, losses, counts, new_rest, w, agg_weights, gram, wstate, astate)
+
+
+class EngineKit(NamedTuple):
+  """One implementation of the engines (whole batch, or accumulated).
+
+  Attributes:
+    full_forward: ``{engine: fn(forward, params, rest, batch, method, wstate,
+      astate, extras) -> EngineOut}`` for the engines on the full forward.
+    representation: ``fn(encode, decode, params, ...) -> EngineOut``.
+    reuse: the periodic step between solves (see :func:`reuse`).
+    gather_jacobian: ``fn(forward, params, rest, batch) -> Gathered``.
+  """
+
+  full_forward: dict
+  representation: Callable[..., EngineOut]
+  reuse: Callable[..., EngineOut]
+  gather_jacobian: Callable[..., Gathered]
+
+
+WHOLE_BATCH = EngineKit(FULL_FORWARD_ENGINES, representation, reuse, gather_jacobian)

@@ -102,14 +102,17 @@ def compile_run(s: Setup) -> Compiled:
   abstract = jax.tree.map(
       lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
       abstract, state_sharding)
-  step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=s.penalty)
+  dtype = s.config.train.get("compute_dtype", "float32")
+  step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=s.penalty,
+                         compute_dtype=dtype,
+                         accumulation_steps=s.config.train.get("accumulation_steps", 1))
   return Compiled(
       mesh=mesh, abstract_state=abstract,
       init=jax.jit(create, out_shardings=state_sharding),
       step=jax.jit(step, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)),
                    donate_argnums=0),
-      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks)),
+      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks, compute_dtype=dtype)),
       gramian_probe=_gramian_probe(s))
 
 
@@ -119,7 +122,10 @@ def _gramian_probe(s: Setup):
   wanted = bool(s.config.train.get("log_cosine", True))
   if s.method.engine != "weighted" or not (has_shared and wanted):
     return None
-  return jax.jit(make_gramian_probe(s.partition.graphdef, s.tasks))
+  tc = s.config.train
+  return jax.jit(make_gramian_probe(
+      s.partition.graphdef, s.tasks, compute_dtype=tc.get("compute_dtype", "float32"),
+      accumulation_steps=tc.get("accumulation_steps", 1)))
 
 
 def _batch_iterator(config, split: str, *, batch_size: int, train: bool):

@@ -13,8 +13,10 @@ class TrainState(NamedTuple):
 
   Attributes:
     step: int32 ``[]``, number of updates taken (skipped ones included).
-    params: ``{'shared', 'tasks', 'cross'}`` trainable parameters.
-    rest: non-parameter model state (batch statistics).
+    params: ``{'shared', 'tasks', 'cross'}`` trainable parameters, float32
+      also when the model computes in bfloat16 (``train.compute_dtype``,
+      :mod:`mtl_jax.train.precision`).
+    rest: non-parameter model state (batch statistics; float32 likewise).
     opt_state: optax state, partitioned like ``params``.
     weighting_state: the loss-weighting method's state.
     aggregation_state: the aggregator's state (``()`` without one).

@@ -2,14 +2,20 @@
 
 Data flow (read top to bottom in :func:`make_train_step`)::
 
-  batch -> model (merged from the state's params) -> per-task masked losses [T]
+  batch -> [M strided micro-batches under lax.scan, if accumulating]
+        -> model (merged from the state's float32 params, computing in the
+           compute dtype) -> per-task masked losses [T] (float32)
         -> engine: loss weights, per-task gradients of the shared group,
            aggregation -> one direction per parameter group
         -> + penalty gradients -> optax -> new params and states
         -> skipped (state kept) if any loss or gradient is non-finite
 
 Per-task losses are means over the global batch, so a step sharded over N
-devices computes the same numbers as on one.
+devices computes the same numbers as on one, and a step accumulated over M
+micro-batches (``accumulation_steps``, :mod:`mtl_jax.train.accumulation`) the
+same numbers as on the whole batch. The model may compute in bfloat16
+(``compute_dtype``, :mod:`mtl_jax.train.precision`); everything from the
+losses on is float32.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from flax import nnx
 from mtl_jax.aggregation.base import gramian
 from mtl_jax.losses import task_losses
 from mtl_jax.losses import metrics as metrics_lib
-from mtl_jax.models.partition import merge
+from mtl_jax.losses.losses import effective_mask
 from mtl_jax.tasks import Task
-from mtl_jax.train import engines
+from mtl_jax.train import accumulation, engines, precision
 from mtl_jax.train.state import TrainState
 
 
@@ -34,27 +40,64 @@ def _rest_of(model) -> dict:
   return nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param)))
 
 
-def make_forward(graphdef, tasks: Sequence[Task], *, train: bool = True):
-  """``forward(params, rest, batch) -> (losses [T], (counts [T], new_rest))``."""
+def _inputs(batch, dtype):
+  return precision.cast_floating(batch["inputs"], dtype)
+
+
+def _float32(preds):
+  return precision.cast_floating(preds, jnp.float32)
+
+
+def make_forward(graphdef, tasks: Sequence[Task], *, train: bool = True,
+                 compute_dtype: precision.DTypeLike = "float32"):
+  """``forward(params, rest, batch) -> (losses [T], (counts [T], new_rest))``.
+
+  The model runs in ``compute_dtype`` on float32 ``params`` and ``rest``
+  (:func:`mtl_jax.train.precision.merge`); losses are float32.
+  """
+  dtype = precision.compute_dtype(compute_dtype)
+
   def forward(params, rest, batch):
-    model = merge(graphdef, params, rest)
-    preds = model(batch["inputs"], train=train)
-    losses, counts = task_losses(tasks, preds, batch)
-    return losses, (counts, _rest_of(model))
+    model = precision.merge(graphdef, params, rest, dtype)
+    preds = model(_inputs(batch, dtype), train=train)
+    losses, counts = task_losses(tasks, _float32(preds), batch)
+    return losses, (counts, precision.like(_rest_of(model), rest))
   return forward
 
 
-def make_encode_decode(graphdef, tasks: Sequence[Task]):
-  """The two halves of the forward pass for the representation engine."""
+def make_encode_decode(graphdef, tasks: Sequence[Task], *,
+                       compute_dtype: precision.DTypeLike = "float32"):
+  """The two halves of the forward pass for the representation engine.
+
+  ``encode`` returns the representation ``z`` in float32, so the Jacobian
+  w.r.t. ``z`` and its Gramian are float32; ``decode`` casts it back to the
+  compute dtype.
+  """
+  dtype = precision.compute_dtype(compute_dtype)
+
   def encode(shared, params, rest, batch):
-    model = merge(graphdef, dict(params, shared=shared), rest)
-    z = model.encode(batch["inputs"], train=True)
-    return z, _rest_of(model)
+    model = precision.merge(graphdef, dict(params, shared=shared), rest, dtype)
+    z = model.encode(_inputs(batch, dtype), train=True)
+    return _float32(z), precision.like(_rest_of(model), rest)
 
   def decode(z, heads, params, rest, batch):
-    model = merge(graphdef, dict(params, **heads), rest)
-    return task_losses(tasks, model.decode(z, train=True), batch)
+    model = precision.merge(graphdef, dict(params, **heads), rest, dtype)
+    preds = model.decode(precision.cast_floating(z, dtype), train=True)
+    return task_losses(tasks, _float32(preds), batch)
   return encode, decode
+
+
+def make_counts(tasks: Sequence[Task]):
+  """``counts(batch) -> [T]`` labelled examples per task, without the model.
+
+  The same numbers as the ``counts`` of :func:`task_losses`; gradient
+  accumulation needs them before the first micro-batch is run.
+  """
+  def counts(batch):
+    return jnp.stack([
+        effective_mask(t, batch["targets"][t.name], batch["mask"][t.name]).sum()
+        for t in tasks])
+  return counts
 
 
 def _all_finite(*trees) -> jax.Array:
@@ -73,6 +116,8 @@ def make_train_step(
     tx: optax.GradientTransformation,
     *,
     penalty: Optional[Callable[[dict], jax.Array]] = None,
+    compute_dtype: precision.DTypeLike = "float32",
+    accumulation_steps: int = 1,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Builds the pure train step for one model, task set and method.
 
@@ -83,6 +128,14 @@ def make_train_step(
     tx: the optax transformation over ``{'shared', 'tasks', 'cross'}``.
     penalty: optional ``penalty(params) -> scalar`` added to the objective
       (soft-sharing penalties); its gradient is added to every group.
+    compute_dtype: ``'float32'``, ``'bfloat16'`` or ``'float16'``: the dtype
+      of the model's forward and backward passes. Parameters, losses,
+      per-task gradients, Gramian, weighting, aggregation and the optimizer
+      stay float32 (:mod:`mtl_jax.train.precision`).
+    accumulation_steps: ``M``; the batch is processed as ``M`` strided
+      micro-batches under ``lax.scan`` (activation memory of one
+      micro-batch) with the same result as the whole batch
+      (:mod:`mtl_jax.train.accumulation`, costs per engine there).
 
   Returns:
     ``train_step(state, batch) -> (state, metrics)``; jit it with
@@ -92,20 +145,21 @@ def make_train_step(
     ``grad_norm``, ``skipped``.
   """
   tasks = tuple(tasks)
-
-  forward = make_forward(graphdef, tasks)
+  forward = make_forward(graphdef, tasks, compute_dtype=compute_dtype)
+  encode_decode = make_encode_decode(graphdef, tasks, compute_dtype=compute_dtype)
+  kit = _engine_kit(tasks, accumulation_steps)
 
   def engine_out(state, batch, extras):
     args = (state.params, state.rest, batch, method, state.weighting_state,
             state.aggregation_state, extras)
     def solve(_):
       if method.engine == "representation":
-        return engines.representation(*make_encode_decode(graphdef, tasks), *args)
-      return engines.FULL_FORWARD_ENGINES[method.engine](forward, *args)
+        return kit.representation(*encode_decode, *args)
+      return kit.full_forward[method.engine](forward, *args)
     if not method.periodic:
       return solve(None)
     def reuse(_):
-      return engines.reuse(forward, *args, state.agg_weights, state.gramian)
+      return kit.reuse(forward, *args, state.agg_weights, state.gramian)
     return jax.lax.cond(state.step % method.every == 0, solve, reuse, None)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -148,34 +202,47 @@ def make_train_step(
   return train_step
 
 
-def make_gramian_probe(graphdef, tasks: Sequence[Task]):
+def _engine_kit(tasks, accumulation_steps: int) -> engines.EngineKit:
+  """The engines on the whole batch, or accumulated over micro-batches."""
+  if accumulation.check_steps(accumulation_steps) == 1:
+    return engines.WHOLE_BATCH
+  return accumulation.engine_kit(accumulation_steps, make_counts(tasks))
+
+
+def make_gramian_probe(graphdef, tasks: Sequence[Task], *,
+                       compute_dtype: precision.DTypeLike = "float32",
+                       accumulation_steps: int = 1):
   """``probe(params, rest, batch) -> [T, T]`` Gramian of the shared gradients.
 
   Used to log the gradient cosines of runs whose step computes no per-task
   gradients (loss weighting only): the loop calls it on logged steps, so the
-  train step itself stays the cost of the summed loss.
+  train step itself stays the cost of the summed loss. It runs in the step's
+  compute dtype and over the step's micro-batches (Jacobian in float32).
   """
-  forward = make_forward(graphdef, tasks)
+  tasks = tuple(tasks)
+  forward = make_forward(graphdef, tasks, compute_dtype=compute_dtype)
+  gather = _engine_kit(tasks, accumulation_steps).gather_jacobian
 
   def probe(params, rest, batch):
-    losses, vjp, _ = jax.vjp(lambda p: forward(p, rest, batch), params, has_aux=True)
-    jac = jax.vmap(lambda c: vjp(c)[0])(jnp.eye(losses.shape[0], dtype=losses.dtype))
-    return gramian(jac["shared"])
+    return gramian(gather(forward, params, rest, batch).jac["shared"])
 
   return probe
 
 
-def make_eval_step(graphdef, tasks: Sequence[Task]):
+def make_eval_step(graphdef, tasks: Sequence[Task], *,
+                   compute_dtype: precision.DTypeLike = "float32"):
   """``eval_step(params, rest, batch) -> {task: {metric: stats}, 'loss': ...}``.
 
   Statistics are sums over the batch's labelled examples, to be added up over
-  a split and turned into values with ``metrics.compute_all``.
+  a split and turned into values with ``metrics.compute_all``. The model runs
+  in ``compute_dtype``; predictions are cast to float32 before the metrics.
   """
   tasks = tuple(tasks)
+  dtype = precision.compute_dtype(compute_dtype)
 
   def eval_step(params, rest, batch):
-    model = merge(graphdef, params, rest)
-    preds = model(batch["inputs"], train=False)
+    model = precision.merge(graphdef, params, rest, dtype)
+    preds = _float32(model(_inputs(batch, dtype), train=False))
     losses, counts = task_losses(tasks, preds, batch)
     stats = metrics_lib.batch_stats(tasks, preds, batch)
     return {"stats": stats, "loss_sum": losses * counts, "counts": counts}

@@ -7,8 +7,13 @@ is checked, and where the check itself lives:
 * ``train``: ``num_steps``, ``batch_size`` (and ``eval_batch_size``,
   ``log_every``) positive integers; ``checkpoint_every``, ``eval_every``,
   ``max_nonfinite``, ``max_empty_batches`` non-negative integers;
-  ``max_to_keep`` >= 1; ``nonfinite`` one of ``skip``, ``halt`` (here).
-* ``data.name``: a known dataset, listing the valid ones (``data.get_spec``).
+  ``max_to_keep`` >= 1; ``nonfinite`` one of ``skip``, ``halt`` (here);
+  ``compute_dtype`` a known dtype (``precision.compute_dtype``);
+  ``accumulation_steps`` a positive integer dividing ``batch_size`` into
+  micro-batches that divide over the devices (``accumulation.check_batch``).
+* ``data.name``: a known dataset, listing the valid ones (``data.get_spec``);
+  a catalog dataset's TFDS data prepared under ``data.data_dir``
+  (``catalog.MissingDataError`` otherwise, saying how to prepare it).
 * ``tasks``: kinds, sizes, losses, metrics (``tasks.from_config``); the same
   tasks as the dataset, listing both sets (``data.validate_tasks``).
 * ``method``: known weighting / aggregation names, listing the valid ones
@@ -31,6 +36,8 @@ from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
+
+from mtl_jax.train import accumulation, precision
 
 _POSITIVE = ("num_steps", "batch_size", "eval_batch_size", "log_every")
 _NON_NEGATIVE = ("checkpoint_every", "eval_every", "max_nonfinite",
@@ -63,6 +70,19 @@ def check_train(train_config) -> None:
   if policy not in NONFINITE_POLICIES:
     raise ValueError(f"train.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
                      f"got {policy!r}.")
+  precision.compute_dtype(train_config.get("compute_dtype", "float32"))
+  steps = train_config.get("accumulation_steps", 1)
+  _integer("train.accumulation_steps", steps, 1)
+  accumulation.check_batch(int(train_config.get("batch_size")), int(steps))
+
+
+def check_devices(config) -> None:
+  """Micro-batches (``train.accumulation_steps``) divide over the devices."""
+  steps = int(config.train.get("accumulation_steps", 1))
+  if steps > 1:
+    mesh = config.get("mesh", None) or {}
+    devices = int(mesh.get("num_devices", 0) or jax.device_count())
+    accumulation.check_batch(int(config.train.batch_size), steps, devices)
 
 
 def check_method(method_config, task_names: Sequence[str]) -> None:
@@ -85,12 +105,24 @@ def check_config(config) -> None:
   from mtl_jax import data, tasks as tasks_lib
   from mtl_jax.train import optimizer
   check_train(config.train)
+  check_devices(config)
   _integer("seed", config.get("seed", 0), 0)
   data.get_spec((config.data or {}).get("name") or "")
   tasks = tasks_lib.from_config(config.tasks)
   data.validate_tasks(config.data, tasks)
   check_method(config.method, [t.name for t in tasks])
   optimizer.build(config.optimizer, int(config.train.num_steps))
+  check_data_prepared(config.data)
+
+
+def check_data_prepared(data_config) -> None:
+  """Raises ``catalog.MissingDataError`` if a catalog dataset's TFDS data is
+  not prepared under ``data.data_dir`` (embedded datasets are generated)."""
+  from mtl_jax import data
+  from mtl_jax.data import base, catalog
+  spec = data.get_spec(base.as_dict(data_config).get("name") or "")
+  catalog.check_prepared(spec, base.resolve_options(spec, data_config),
+                         base.data_dir(data_config))
 
 
 class EmptyBatches(ValueError):
