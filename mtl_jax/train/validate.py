@@ -107,7 +107,8 @@ def check_config(config) -> None:
   check_train(config.train)
   check_devices(config)
   _integer("seed", config.get("seed", 0), 0)
-  data.get_spec((config.data or {}).get("name") or "")
+  for section in data.sections(config.data):  # each source's, in multi-input mode
+    data.get_spec(section.get("name") or "")
   tasks = tasks_lib.from_config(config.tasks)
   data.validate_tasks(config.data, tasks)
   check_method(config.method, [t.name for t in tasks])
@@ -117,12 +118,14 @@ def check_config(config) -> None:
 
 def check_data_prepared(data_config) -> None:
   """Raises ``catalog.MissingDataError`` if a catalog dataset's TFDS data is
-  not prepared under ``data.data_dir`` (embedded datasets are generated)."""
+  not prepared under ``data.data_dir`` (embedded datasets are generated);
+  in multi-input mode, for each source's dataset."""
   from mtl_jax import data
   from mtl_jax.data import base, catalog
-  spec = data.get_spec(base.as_dict(data_config).get("name") or "")
-  catalog.check_prepared(spec, base.resolve_options(spec, data_config),
-                         base.data_dir(data_config))
+  for section in data.sections(data_config):
+    spec = data.get_spec(section.get("name") or "")
+    catalog.check_prepared(spec, base.resolve_options(spec, section),
+                           base.data_dir(section))
 
 
 class EmptyBatches(ValueError):

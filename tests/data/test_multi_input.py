@@ -296,3 +296,18 @@ def test_training_through_the_loop(tiny_sprites_config):
     for metric, value in values[task].items():
       assert result.evaluation["test"][task][metric] == pytest.approx(
           value, rel=1e-5, abs=1e-6)
+
+
+def test_sources_may_name_their_own_datasets(tiny_sprites_config):
+  """No top-level ``name``: each source names its dataset; the config checks
+  (dataset names, prepared data) run per source before compiling."""
+  from mtl_jax.train import validate
+  c = _multi_input(tiny_sprites_config)
+  name = c.data.name
+  del c.data["name"]
+  for source in c.data.sources.values():
+    source["name"] = name
+  validate.check_config(c)
+  c.data.sources.pose["name"] = "no_such_dataset"
+  with pytest.raises(ValueError, match="no_such_dataset"):
+    validate.check_config(c)
