@@ -10,8 +10,9 @@ Learning" (sluice networks), AAAI 2019, arXiv:1705.08142: each layer's output
 is split into ``m`` subspaces along the feature (channel) axis and the
 ``K m`` subspaces are mixed by a ``Km x Km`` matrix; each task's head reads a
 learned combination ``sum_l beta_{t,l} h_{t,l}`` of its column's layer
-outputs (CNN feature maps globally average-pooled). (The paper's subspace
-orthogonality loss acts on activations and is not included.)
+outputs (CNN feature maps globally average-pooled). The paper's subspace
+orthogonality loss is the penalty ``sluice_orthogonality``
+(:mod:`mtl_jax.penalties.sluice_orthogonality`, on the columns' kernels).
 
 Parameter layout:
 

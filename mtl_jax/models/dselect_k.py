@@ -18,14 +18,22 @@ on each binary code ``c in {0, ..., 2^m - 1}``, where ``S`` is the smooth-step
 ``r(z)`` is on the simplex, and once every ``|z_l| >= gamma / 2`` it is one-hot:
 the selector picks exactly one expert. The gate mixes ``k`` selectors with
 softmax weights ``a = softmax(w)``: ``g = sum_i a_i r(z_i)``, so after the
-smooth-steps saturate at most ``k`` experts have non-zero weight. Here the gate
-is example-conditioned: ``z = Z x + z_0`` and ``w = W x + w_0``.
+smooth-steps saturate at most ``k`` experts have non-zero weight.
+
+Two gates, as in the authors' implementation (``model.gate_conditioning``):
+
+* ``"example"`` (default): ``z = Z x + z_0`` and ``w = W x + w_0``, parameters
+  ``z`` and ``w`` (dense layers);
+* ``"task"``: input-independent logits, one selection per task (the paper's
+  static gate), parameters ``z_logits [k, m]`` and ``w_logits [k]``.
 
 Codes ``c >= n`` (when ``n`` is not a power of two) are mapped to expert
 ``c mod n``, which keeps ``g`` on the simplex without the paper's extra
-"unreachable codes" loss term. The entropy regulariser of the paper, which
-speeds up saturation, is not part of the model (models return predictions
-only).
+"unreachable codes" loss term. The paper's entropy regulariser, which speeds
+up saturation, is the penalty ``dselect_entropy``
+(:mod:`mtl_jax.penalties.dselect_entropy`); it is a function of the parameters
+only for task-conditioned gates (an example-conditioned gate's selectors
+depend on the input).
 
 :class:`DSelectKMoE` is the paper's multi-task model: MMoE with a DSelect-k
 gate per task (``arch='dselect_k'``); any MoE model here takes
@@ -42,6 +50,8 @@ import numpy as np
 from flax import nnx
 
 from mtl_jax.models.mmoe import MMoE
+
+CONDITIONINGS = ("example", "task")
 
 
 def smooth_step(t: jax.Array, gamma: float = 1.0) -> jax.Array:
@@ -60,6 +70,22 @@ def code_matrices(num_experts: int) -> tuple[np.ndarray, np.ndarray]:
   return bits.astype(bool), to_expert
 
 
+def code_weights(z: jax.Array, gamma: float = 1.0) -> jax.Array:
+  """The single-expert selector ``r(z)`` over all ``2^m`` binary codes.
+
+  Args:
+    z: selector logits ``[..., m]``.
+    gamma: smooth-step width.
+
+  Returns:
+    ``[..., 2^m]``, each row on the simplex: ``prod_l S(z_l)`` or
+    ``1 - S(z_l)`` as bit ``l`` (most significant first) of the code is 1 or 0.
+  """
+  bits, _ = code_matrices(2 ** z.shape[-1])
+  s = smooth_step(z[..., None, :], gamma)
+  return jnp.prod(jnp.where(bits, s, 1.0 - s), axis=-1)
+
+
 def _uniform(scale: float):
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -scale, scale)
@@ -67,48 +93,66 @@ def _uniform(scale: float):
 
 
 class DSelectKGate(nnx.Module):
-  """Example-conditioned DSelect-k gate: ``[B, in] -> [B, n]`` with <= k non-zeros.
+  """DSelect-k gate: ``[B, in] -> [B, n]`` mixture weights with <= k non-zeros.
 
   Args:
     in_features: input size.
     num_experts: ``n``.
     k: number of single-expert selectors (the maximum number of experts).
     gamma: smooth-step width.
+    conditioning: ``"example"`` (logits from the input) or ``"task"``
+      (input-independent logits ``z_logits``, ``w_logits``).
     rngs: initialisation keys. As in the paper, ``z`` starts in
       ``U(-gamma/100, gamma/100)`` (inside the smooth region) and ``w`` in
       ``U(-0.05, 0.05)``.
   """
 
   def __init__(self, in_features: int, num_experts: int, *, k: int = 2,
-               gamma: float = 1.0, rngs: nnx.Rngs):
+               gamma: float = 1.0, conditioning: str = "example", rngs: nnx.Rngs):
+    if conditioning not in CONDITIONINGS:
+      raise ValueError(f"model.gate_conditioning must be one of {CONDITIONINGS}, "
+                       f"got {conditioning!r}.")
     self.k, self.gamma, self.num_experts = k, gamma, num_experts
     self.num_bits = code_matrices(num_experts)[0].shape[1]
-    z_init = _uniform(gamma / 100)
+    self.conditioning = conditioning
+    z_init, w_init = _uniform(gamma / 100), _uniform(0.05)
+    if conditioning == "task":
+      self.z_logits = nnx.Param(z_init(rngs.params(), (k, self.num_bits)))
+      self.w_logits = nnx.Param(w_init(rngs.params(), (k,)))
+      return
     self.z = nnx.Linear(in_features, k * self.num_bits, kernel_init=z_init,
                         bias_init=z_init, rngs=rngs)
-    w_init = _uniform(0.05)
     self.w = nnx.Linear(in_features, k, kernel_init=w_init, bias_init=w_init,
                         rngs=rngs)
 
+  def logits(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Selector logits ``z [B, k, m]`` and combiner logits ``w [B, k]``."""
+    b = x.shape[0]
+    if self.conditioning == "task":
+      return (jnp.broadcast_to(self.z_logits[...], (b, self.k, self.num_bits)),
+              jnp.broadcast_to(self.w_logits[...], (b, self.k)))
+    return self.z(x).reshape(b, self.k, self.num_bits), self.w(x)
+
+  def _per_expert(self, z: jax.Array) -> jax.Array:
+    """``r(z)`` summed over the codes of each expert: ``[..., m] -> [..., n]``."""
+    _, to_expert = code_matrices(self.num_experts)
+    return code_weights(z, self.gamma) @ to_expert
+
   def selectors(self, x: jax.Array) -> jax.Array:
     """The single-expert selectors ``r(z_i)``: ``[B, k, n]``, rows on the simplex."""
-    bits, to_expert = code_matrices(self.num_experts)
-    s = smooth_step(self.z(x).reshape(x.shape[0], self.k, 1, self.num_bits),
-                    self.gamma)
-    per_code = jnp.prod(jnp.where(bits, s, 1.0 - s), axis=-1)  # [B, k, 2^m]
-    return per_code @ to_expert
+    return self._per_expert(self.logits(x)[0])
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """Mixture weights ``[B, n]`` on the simplex."""
-    a = jax.nn.softmax(self.w(x), axis=-1)
-    return jnp.einsum("bk,bkn->bn", a, self.selectors(x))
+    z, w = self.logits(x)
+    return jnp.einsum("bk,bkn->bn", jax.nn.softmax(w, axis=-1), self._per_expert(z))
 
 
 class DSelectKMoE(MMoE):
   """MMoE whose per-task gates are DSelect-k gates (Hazimeh et al., 2021).
 
-  Config as :class:`mtl_jax.models.mmoe.MMoE` plus ``k`` and ``gamma``;
-  ``gate`` must be unset or ``'dselect_k'``.
+  Config as :class:`mtl_jax.models.mmoe.MMoE` plus ``k``, ``gamma`` and
+  ``gate_conditioning``; ``gate`` must be unset or ``'dselect_k'``.
   """
 
   gate_kind = "dselect_k"

@@ -104,11 +104,18 @@ def build_gate(config, in_features: int, num_experts: int, *, rngs: nnx.Rngs,
   """The gate named by ``config.gate`` (``softmax`` or ``dselect_k``).
 
   ``config.k`` (DSelect-k: maximum number of selected experts, default 2,
-  capped at ``num_experts``) and ``config.gamma`` (smooth-step width, default
-  1.0) configure the DSelect-k gate. ``kind`` overrides ``config.gate``.
+  capped at ``num_experts``), ``config.gamma`` (smooth-step width, default
+  1.0) and ``config.gate_conditioning`` (``"example"``, the default, or
+  ``"task"`` for input-independent selections) configure the DSelect-k gate.
+  ``kind`` overrides ``config.gate``.
   """
   kind = kind or config.get("gate", "softmax")
+  conditioning = config.get("gate_conditioning", "example")
   if kind == "softmax":
+    if conditioning != "example":
+      raise ValueError("model.gate_conditioning applies to DSelect-k gates only "
+                       f"(model.gate='dselect_k'); got {conditioning!r} with the "
+                       "softmax gate.")
     return SoftmaxGate(in_features, num_experts, rngs=rngs)
   if kind == "dselect_k":
     from mtl_jax.models.dselect_k import DSelectKGate  # pylint: disable=g-import-not-at-top
@@ -117,7 +124,7 @@ def build_gate(config, in_features: int, num_experts: int, *, rngs: nnx.Rngs,
     if not isinstance(gamma, (int, float)) or gamma <= 0:
       raise ValueError(f"model.gamma must be a positive number, got {gamma!r}.")
     return DSelectKGate(in_features, num_experts, k=min(k, num_experts),
-                        gamma=float(gamma), rngs=rngs)
+                        gamma=float(gamma), conditioning=conditioning, rngs=rngs)
   raise ValueError(f"model.gate must be one of {GATES}, got {kind!r}.")
 
 

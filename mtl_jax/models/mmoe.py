@@ -18,7 +18,8 @@ Config (``config.model``)::
 
   arch="mmoe",
   experts=dict(num=8, hidden=(16,), act="relu"),  # each expert an MLP
-  gate="softmax",                                 # or "dselect_k" (k, gamma)
+  gate="softmax",                                 # or "dselect_k" (k, gamma,
+                                                  #   gate_conditioning)
   head=dict(hidden=(8,), act="relu"),             # the towers
 
 Inputs of any shape are flattened.

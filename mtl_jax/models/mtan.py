@@ -7,27 +7,33 @@ The shared backbone is a stack of blocks; block ``j`` computes ``u_j`` (its
 first layer) and ``p_j`` (its last layer). Each task ``i`` has an attention
 module per block that learns a soft mask over the shared features:
 
-    a_i^j = sigmoid(h_i^j(act(g_i^j([u_j ; f_i^{j-1}(pool(ahat_i^{j-1}))]))))
+    a_i^j = sigmoid(BN(h_i^j(act(BN(g_i^j([u_j ; f_i^{j-1}(pool(ahat_i^{j-1}))]))))))
     ahat_i^j = a_i^j * p_j                  (element-wise)
 
-with ``g``, ``h`` 1x1 convolutions (dense layers in the MLP variant) and
-``f`` a 3x3 convolution mapping the previous attended features to block
-``j``'s width (for ``j = 1`` the input is ``u_1`` alone). Task ``i``'s
-features are the attended output of the last block passed through the
-backbone's final (shared) layer; the shared features are the same without
-masks, so with every mask equal to 1 the task features *are* the shared
-features. Deviations: no batch normalisation in the attention modules, and the
-3x3 ``f`` is applied after pooling (cheaper; the same resolution results).
+with ``g``, ``h`` 1x1 convolutions (dense layers in the MLP variant), ``BN``
+batch normalisation (the paper's conv1x1-BN-ReLU-conv1x1-BN-sigmoid module)
+and ``f`` a 3x3 convolution mapping the previous attended features to block
+``j``'s width, ``act(BN(conv(.)))`` as in the authors' code (for ``j = 1`` the
+input is ``u_1`` alone). Task ``i``'s features are the attended output of the
+last block passed through the backbone's final (shared) layer; the shared
+features are the same without masks, so with every mask equal to 1 the task
+features *are* the shared features. ``attention_norm=False`` drops the batch
+norms (the attention path is then plain convolutions). Deviations: the 3x3
+``f`` is applied after pooling (cheaper; the same resolution results), and it
+is per task (the authors' code shares one ``f`` between tasks).
 
 Groups: the backbone is ``shared``; each task's attention modules (``g``,
-``h``, ``f``) and head are under ``tasks[name]``. Attention is per task, so
-there is no single shared representation (no ``encode``/``decode``).
+``h``, ``f``, their batch norms ``g_norm``, ``h_norm``, ``f_norm``) and head
+are under ``tasks[name]``; the batch statistics are non-parameter state
+(``rest``, at the same paths). Attention is per task, so there is no single
+shared representation (no ``encode``/``decode``).
 
 Config (``config.model``)::
 
   arch="mtan",
   trunk=dict(kind="cnn", channels=(16, 32), features=64, kernel_size=3, act="relu"),
   # or trunk=dict(kind="mlp", hidden=(64, 32), act="relu")  (block widths)
+  attention_norm=True,     # batch norm in the attention modules (the paper's)
   head=dict(hidden=(), act="relu"),
 """
 
@@ -116,30 +122,49 @@ def _image_shape(input_shape: Sequence[int], blocks: int) -> tuple[int, int, int
   return h, w, c
 
 
+def _norms(enabled: bool, sizes: Sequence[int], rngs: nnx.Rngs) -> nnx.List:
+  """One batch norm per size, or none."""
+  return nnx.List([nnx.BatchNorm(c, rngs=rngs) for c in sizes] if enabled else [])
+
+
 class TaskAttention(nnx.Module):
   """One task's attention modules (``g``, ``h`` per block; ``f`` between
-  blocks) and its head."""
+  blocks), their batch norms (``attention_norm``) and its head."""
 
-  def __init__(self, backbone: Backbone, task: Task, head_config, *, rngs: nnx.Rngs):
+  def __init__(self, backbone: Backbone, task: Task, head_config, *,
+               attention_norm: bool = True, rngs: nnx.Rngs):
     cnn, c = backbone.cnn, backbone.widths
     self.g = nnx.List([_point(cnn, c[j] * (1 if j == 0 else 2), c[j], rngs)
                        for j in range(len(c))])
     self.h = nnx.List([_point(cnn, c[j], c[j], rngs) for j in range(len(c))])
     self.f = nnx.List([_wide(cnn, backbone.kernel_size, c[j], c[j + 1], rngs)
                        for j in range(len(c) - 1)])
+    self.g_norm = _norms(attention_norm, c, rngs)
+    self.h_norm = _norms(attention_norm, c, rngs)
+    self.f_norm = _norms(attention_norm, c[1:], rngs)
     self.head = Head(backbone.out_features, task, tuple(head_config.get("hidden", ())),
                      act=head_config.get("act", "relu"), rngs=rngs)
 
-  def attend(self, backbone: Backbone, us: list, ps: list) -> jax.Array:
+  @staticmethod
+  def _normed(layers: nnx.List, norms: nnx.List, j: int, x: jax.Array,
+              train: bool) -> jax.Array:
+    """``layers[j](x)``, then ``norms[j]`` when there are batch norms."""
+    x = layers[j](x)
+    return norms[j](x, use_running_average=not train) if len(norms) else x
+
+  def attend(self, backbone: Backbone, us: list, ps: list, *,
+             train: bool = False) -> jax.Array:
     """The attended output ``ahat^J`` of the last block."""
     fn = activation(backbone.act)
     carry = None
     for j, (u, p) in enumerate(zip(us, ps)):
       x = u if carry is None else jnp.concatenate([u, carry], axis=-1)
-      mask = jax.nn.sigmoid(self.h[j](fn(self.g[j](x))))
+      hidden = fn(self._normed(self.g, self.g_norm, j, x, train))
+      mask = jax.nn.sigmoid(self._normed(self.h, self.h_norm, j, hidden, train))
       attended = mask * p
       if j < len(self.f):
-        carry = fn(self.f[j](_pool(backbone.cnn, attended)))
+        pooled = _pool(backbone.cnn, attended)
+        carry = fn(self._normed(self.f, self.f_norm, j, pooled, train))
     return attended
 
 
@@ -156,20 +181,24 @@ class MTAN(nnx.Module):
   def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
                rngs: nnx.Rngs):
     self.shared = Backbone(input_shape, config.get("trunk", None) or {}, rngs=rngs)
+    norm = config.get("attention_norm", True)
+    if not isinstance(norm, bool):
+      raise ValueError(f"model.attention_norm must be True or False, got {norm!r}.")
     head = config.get("head", None) or {}
-    self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head, rngs=rngs)
+    self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head, attention_norm=norm,
+                                                 rngs=rngs)
                            for t in tasks})
 
-  def features(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def features(self, x: jax.Array, *, train: bool = False
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The shared features (no masks) and each task's attended features."""
     if not self.shared.cnn:
       x = x.reshape(x.shape[0], -1)
     us, ps = self.shared.blocks(x)
-    per_task = {name: self.shared.finish(att.attend(self.shared, us, ps))
+    per_task = {name: self.shared.finish(att.attend(self.shared, us, ps, train=train))
                 for name, att in self.tasks.items()}
     return self.shared.finish(ps[-1]), per_task
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
-    del train
-    _, per_task = self.features(x)
+    _, per_task = self.features(x, train=train)
     return {name: self.tasks[name].head(z) for name, z in per_task.items()}

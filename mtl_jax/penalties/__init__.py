@@ -1,25 +1,31 @@
-"""Soft-sharing penalties: ``penalty(params) -> scalar`` added to the objective.
+"""Penalties: ``penalty(params) -> scalar`` added to the objective.
 
-Each penalty lives in its own module as a pure function of stacked weights
-(an array with a leading task axis ``[K, ...]``, or a pytree of them):
-``l2_to_mean``, ``pairwise_l2``, ``trace_norm``, ``orthogonality``, ``l21``.
+Each penalty lives in its own module as a pure function of arrays and
+declares which parameters it reads (:func:`~mtl_jax.penalties.base.acts_on`):
 
-:func:`build` turns ``config.model.penalties`` (a mapping name -> weight) into
-one function of the model parameters for the train step's ``penalty`` hook::
+* soft-sharing penalties, on the stacked tower kernels (the leaves named
+  ``kernel`` of ``params['cross']``, each with a leading task axis of size
+  ``len(params['tasks'])``, see :func:`~mtl_jax.penalties.base.stacked_kernels`):
+  ``l2_to_mean``, ``pairwise_l2``, ``trace_norm``, ``orthogonality``, ``l21``;
+* auxiliary regularisers of one architecture: ``dselect_entropy`` (the
+  DSelect-k selectors' entropy, on task-conditioned DSelect-k gates) and
+  ``sluice_orthogonality`` (the subspace-orthogonality loss of sluice
+  networks, on the columns of ``arch='cross_stitch', sluice=True``).
+
+:func:`build` turns ``config.model.penalties`` into one function of the model
+parameters for the train step's ``penalty`` hook. Each entry maps a name to a
+weight, or to ``{"weight": w, **options}`` for a penalty with options::
 
   penalty = penalties.build({"l2_to_mean": 1e-3, "trace_norm": 1e-4})
+  penalty = penalties.build({"dselect_entropy": {"weight": 1e-3, "gamma": 2.0}})
   step = make_train_step(graphdef, tasks, method, tx, penalty=penalty)
-
-It applies every penalty to the stacked tower kernels, i.e. the leaves named
-``kernel`` of ``params['cross']`` (biases and normalisation scales excluded),
-each with a leading axis of size ``len(params['tasks'])`` (see
-:func:`~mtl_jax.penalties.base.stacked_kernels`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 
@@ -32,11 +38,14 @@ REGISTRY = Registry("penalty", __name__, {
     "trace_norm": "trace_norm:trace_norm",
     "orthogonality": "orthogonality:orthogonality",
     "l21": "l21:l21",
+    "dselect_entropy": "dselect_entropy:dselect_entropy",
+    "sluice_orthogonality": "sluice_orthogonality:sluice_orthogonality",
 })
 
 
 def get(name: str) -> Callable:
-  """The penalty function ``name`` (a function of stacked weights)."""
+  """The penalty function ``name``: a function of the arrays that its
+  ``select(params)`` attribute reads from the model parameters."""
   return REGISTRY.factory(name)
 
 
@@ -52,24 +61,64 @@ def _weight(name: str, weight) -> float:
   return float(weight)
 
 
-def build(penalty_config: Optional[Mapping[str, float]]
+def _options(name: str, fn: Callable, options: dict) -> dict:
+  """``options`` if ``fn`` takes them as keywords, else a ValueError."""
+  try:
+    inspect.signature(fn).bind(None, **options)
+  except TypeError:
+    valid = list(inspect.signature(fn).parameters)[1:]
+    raise ValueError(f"model.penalties[{name!r}]: unknown option(s) "
+                     f"{sorted(options)}; valid: {valid or 'none'}.") from None
+  return options
+
+
+def _entry(name: str, spec: Any) -> tuple[float, dict]:
+  """``(weight, options)`` of one entry: ``w`` or ``{"weight": w, **options}``."""
+  if not hasattr(spec, "items"):
+    return _weight(name, spec), {}
+  options = dict(spec.items())
+  if "weight" not in options:
+    raise ValueError(f"model.penalties[{name!r}] is a mapping, so it needs a "
+                     f"'weight' entry; got {options!r}.")
+  weight = options.pop("weight")
+  return _weight(name, weight), _options(name, get(name), options)
+
+
+def _term(name: str, weight: float, options: dict) -> Callable[[dict], jax.Array]:
+  """``params -> weight * fn(fn.select(params), **options)``, naming ``name`` in
+  the error when the parameters lack what the penalty reads."""
+  fn = get(name)
+
+  def term(params: dict) -> jax.Array:
+    try:
+      arrays = fn.select(params)
+    except ValueError as e:
+      raise ValueError(f"Penalty {name!r} cannot be applied to this model: {e}") from e
+    return weight * fn(arrays, **options)
+
+  return term
+
+
+def build(penalty_config: Optional[Mapping[str, Any]]
           ) -> Optional[Callable[[dict], jax.Array]]:
   """``penalty(params) -> scalar`` from a mapping penalty name -> weight.
 
   Args:
     penalty_config: e.g. ``{"l2_to_mean": 1e-3, "trace_norm": 1e-4}`` (a
-      dict or ConfigDict); ``None`` or empty means no penalty.
+      dict or ConfigDict); a value may also be ``{"weight": w, **options}``
+      with the penalty's keyword options. ``None`` or empty means no penalty.
 
   Returns:
-    ``penalty(params) = sum_name weight * name(stacked_kernels(params))`` for
-    the ``{'shared', 'tasks', 'cross'}`` parameters, or ``None`` when there
-    is nothing to add (no entries, or all weights zero).
+    ``penalty(params) = sum_name weight * name(name.select(params), **options)``
+    for the ``{'shared', 'tasks', 'cross'}`` parameters, or ``None`` when
+    there is nothing to add (no entries, or all weights zero).
 
   Raises:
     ValueError: for an unknown penalty name (the message lists the valid
-      ones), a negative or non-numeric weight (naming the penalty), or a
-      config that is not a mapping. Applying the penalty to a model without
-      stacked towers under ``cross`` raises as well (at trace time).
+      ones), a negative or non-numeric weight or an unknown option (naming
+      the penalty), or a config that is not a mapping. Applying a penalty to
+      a model without the parameters it reads raises as well, at trace time,
+      naming the penalty and listing the parameters found.
   """
   if penalty_config is None:
     return None
@@ -77,16 +126,16 @@ def build(penalty_config: Optional[Mapping[str, float]]
     raise ValueError("model.penalties must be a mapping penalty name -> weight, "
                      f"got {penalty_config!r}.")
   terms = []
-  for name, weight in sorted(penalty_config.items()):
-    fn, w = get(name), _weight(name, weight)
-    if w > 0:
-      terms.append((fn, w))
+  for name, spec in sorted(penalty_config.items()):
+    get(name)  # Unknown names fail first, with the list of valid ones.
+    weight, options = _entry(name, spec)
+    if weight > 0:
+      terms.append(_term(name, weight, options))
   if not terms:
     return None
 
   def penalty(params: dict) -> jax.Array:
-    kernels = stacked_kernels(params)
-    return sum(w * fn(kernels) for fn, w in terms)
+    return sum(term(params) for term in terms)
 
   return penalty
 

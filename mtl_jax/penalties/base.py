@@ -1,20 +1,47 @@
-"""Shared helpers of the penalties: stacked leaves as per-task matrices.
+"""Shared helpers of the penalties: what a penalty reads, stacked leaves as matrices.
 
-A *stacked* weight has a leading task axis ``[K, ...]`` (K towers in canonical
-task order, as :mod:`mtl_jax.models.soft_sharing` stores them). Every penalty
-is a pure function of one stacked array or of a pytree of them (summed over
-leaves), and :func:`stacked_kernels` picks those arrays out of a model's
-parameters.
+Every penalty is a pure function of some arrays (a pytree, summed over its
+leaves) and declares with :func:`acts_on` how those arrays are read from a
+model's parameters ``{'shared', 'tasks', 'cross'}``:
+
+* the soft-sharing penalties act on *stacked* weights, with a leading task
+  axis ``[K, ...]`` (K towers in canonical task order, as
+  :mod:`mtl_jax.models.soft_sharing` stores them); :func:`stacked_kernels`
+  picks those out of the parameters;
+* the auxiliary regularisers of particular architectures read their own
+  leaves by name (``dselect_entropy``: DSelect-k selector logits;
+  ``sluice_orthogonality``: the sluice columns' kernels).
+
+A selection function raises ``ValueError`` when the parameters lack what the
+penalty needs; its message lists what was found (:func:`describe`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 
 PyTree = Any
+GROUPS = ("shared", "tasks", "cross")
+
+
+def acts_on(select: Callable[[dict], PyTree]):
+  """Declares the parameters a penalty reads: ``penalty(select(params))``.
+
+  Args:
+    select: maps the model parameters ``{'shared', 'tasks', 'cross'}`` to the
+      penalty's first argument; raises ``ValueError`` if they lack it.
+
+  Returns:
+    A decorator that stores ``select`` as the penalty's ``select`` attribute
+    (the penalty itself is unchanged: still a function of arrays).
+  """
+  def declare(fn: Callable) -> Callable:
+    fn.select = select
+    return fn
+  return declare
 
 
 def as_matrices(w: jax.Array) -> jax.Array:
@@ -42,8 +69,35 @@ def sum_over_leaves(fn: Callable[[jax.Array], jax.Array], stacked: PyTree) -> ja
   return sum(fn(jnp.asarray(leaf)) for leaf in leaves)
 
 
-def _name(key) -> str:
+def key_name(key) -> str:
+  """The string of one pytree path entry (dict key, sequence index, ...)."""
   return str(getattr(key, "key", getattr(key, "idx", key)))
+
+
+def leaves_with_paths(tree: PyTree) -> Iterator[tuple[tuple[str, ...], jax.Array]]:
+  """``(path as strings, leaf)`` for every leaf of ``tree``."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    yield tuple(key_name(k) for k in path), leaf
+
+
+def describe(params: dict, limit: int = 6) -> str:
+  """A short listing of the parameter leaves, for error messages.
+
+  Task names are shown as ``<task>`` so every architecture is listed once:
+  ``shared: kernels/0, biases/0; tasks: <task>/gate/logits/kernel, ...; cross: (empty)``.
+  """
+  parts = []
+  for group in GROUPS:
+    paths = []
+    for path, _ in leaves_with_paths(params.get(group, {})):
+      name = "/".join(("<task>",) + path[1:] if group == "tasks" else path)
+      if name not in paths:
+        paths.append(name)
+    shown = ", ".join(paths[:limit])
+    if len(paths) > limit:
+      shown += f", ... ({len(paths)} distinct paths)"
+    parts.append(f"{group}: {shown or '(empty)'}")
+  return "; ".join(parts)
 
 
 def stacked_kernels(params: dict) -> list[jax.Array]:
@@ -62,16 +116,16 @@ def stacked_kernels(params: dict) -> list[jax.Array]:
       towers) or one's leading axis is not the task axis.
   """
   num_tasks = len(params.get("tasks", {}))
-  flat = jax.tree_util.tree_flatten_with_path(params.get("cross", {}))[0]
-  kernels = [(path, leaf) for path, leaf in flat if path and _name(path[-1]) == "kernel"]
+  kernels = [(path, leaf) for path, leaf in leaves_with_paths(params.get("cross", {}))
+             if path and path[-1] == "kernel"]
   if not kernels:
     raise ValueError(
         "Penalties act on stacked per-task tower kernels under params['cross'] "
-        "(e.g. arch 'soft_sharing'); this model has none there.")
+        "(e.g. arch 'soft_sharing'); this model has none there. Found "
+        f"{describe(params)}.")
   for path, leaf in kernels:
     if leaf.ndim < 2 or leaf.shape[0] != num_tasks:
-      name = "/".join(_name(k) for k in path)
       raise ValueError(
-          f"cross/{name} has shape {tuple(leaf.shape)}; penalties need a leading "
-          f"task axis of size {num_tasks}.")
+          f"cross/{'/'.join(path)} has shape {tuple(leaf.shape)}; penalties need a "
+          f"leading task axis of size {num_tasks}.")
   return [leaf for _, leaf in kernels]

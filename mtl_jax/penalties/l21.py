@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, as_matrices, sum_over_leaves
+from mtl_jax.penalties.base import (PyTree, acts_on, as_matrices, stacked_kernels,
+                                   sum_over_leaves)
 
 
 def _one(w: jax.Array) -> jax.Array:
@@ -15,6 +16,7 @@ def _one(w: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0))
 
 
+@acts_on(stacked_kernels)
 def l21(stacked: PyTree) -> jax.Array:
   """Joint feature selection: an L2 norm per input feature, summed (L1).
 

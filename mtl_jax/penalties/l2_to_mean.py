@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, sum_over_leaves
+from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
 
 
 def _one(w: jax.Array) -> jax.Array:
@@ -13,6 +13,7 @@ def _one(w: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(w - jnp.mean(w, axis=0, keepdims=True)))
 
 
+@acts_on(stacked_kernels)
 def l2_to_mean(stacked: PyTree) -> jax.Array:
   """Mean-regularised multi-task learning: towers pulled to their mean.
 

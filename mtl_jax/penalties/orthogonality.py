@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, as_matrices, sum_over_leaves
+from mtl_jax.penalties.base import (PyTree, acts_on, as_matrices, stacked_kernels,
+                                   sum_over_leaves)
 
 
 def _one(w: jax.Array) -> jax.Array:
@@ -16,6 +17,7 @@ def _one(w: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(jnp.triu(jnp.ones((k, k), bool), 1), per_pair, 0.0))
 
 
+@acts_on(stacked_kernels)
 def orthogonality(stacked: PyTree) -> jax.Array:
   """Pushes the tasks' weight matrices towards orthogonal column spaces.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from mtl_jax.penalties.base import PyTree, sum_over_leaves
+from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
 from mtl_jax.penalties.l2_to_mean import _one as _to_mean
 
 
@@ -12,6 +12,7 @@ def _one(w: jax.Array) -> jax.Array:
   return w.shape[0] * _to_mean(w)
 
 
+@acts_on(stacked_kernels)
 def pairwise_l2(stacked: PyTree) -> jax.Array:
   """Soft sharing by pairwise distances between the task towers.
 

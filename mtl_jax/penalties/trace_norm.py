@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, sum_over_leaves
+from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
 
 
 @jax.custom_jvp
@@ -34,6 +34,7 @@ def _one(w: jax.Array) -> jax.Array:
   return nuclear_norm(w.reshape(w.shape[0], -1))
 
 
+@acts_on(stacked_kernels)
 def trace_norm(stacked: PyTree) -> jax.Array:
   """Low-rank coupling of the towers: nuclear norm of each stacked layer.
 

@@ -102,10 +102,27 @@ def test_trains_two_steps(aggregator):
                            every=False)
 
 
+def test_task_conditioned_gate_ignores_the_input():
+  """gate_conditioning='task': logits are parameters (z_logits [k, m],
+  w_logits [k]), the same selection for every example."""
+  model = models.build(_config(gate_conditioning="task"), h.TASKS, SHAPE)
+  p = arch_checks.assert_partition_exhaustive(model)
+  gate = p.tasks["cls"]["gate"]
+  assert set(gate) == {"z_logits", "w_logits"}
+  assert gate["z_logits"].shape == (2, 3) and gate["w_logits"].shape == (2,)
+  assert np.all(np.abs(gate["z_logits"]) <= 0.01)  # U(-gamma/100, gamma/100)
+  g = DSelectKGate(4, 5, k=2, conditioning="task", rngs=nnx.Rngs(0))
+  g.z_logits[...] = np.array([[-1, 1, 1], [1, 1, -1]], np.float32)  # codes 3 and 6
+  g.w_logits[...] = np.array([np.log(3.0), 0.0], np.float32)
+  weights = np.asarray(_gate_and_selectors(g, X)[0])
+  np.testing.assert_allclose(weights, np.tile([0, 0.25, 0, 0.75, 0], (6, 1)), atol=1e-6)
+
+
 @pytest.mark.parametrize("overrides, match", [
     (dict(k=0), "model.k.*0"),
     (dict(gamma=-1.0), "model.gamma.*-1.0"),
     (dict(gate="softmax"), "model.gate.*'softmax'"),
+    (dict(gate_conditioning="batch"), "model.gate_conditioning.*'batch'"),
 ])
 def test_bad_config_raises(overrides, match):
   with pytest.raises(ValueError, match=match):

@@ -175,9 +175,37 @@ def test_build_errors_name_the_field():
     penalties.build(["l21"])
 
 
+def test_every_penalty_declares_the_parameters_it_reads():
+  params, kernels = _params()
+  for name in penalties.names():
+    assert callable(penalties.get(name).select), name
+  for name in REFERENCES:  # The soft-sharing ones read the stacked kernels.
+    selected = penalties.get(name).select(params)
+    assert [np.asarray(k).shape for k in selected] == [k.shape for k in kernels]
+
+
+def test_build_entries_with_options():
+  params, _ = _params()
+  plain = penalties.build({"l2_to_mean": 0.5})
+  as_mapping = penalties.build({"l2_to_mean": {"weight": 0.5}})
+  _close(as_mapping(params), plain(params))
+  assert penalties.build({"l21": {"weight": 0.0}}) is None
+  with pytest.raises(ValueError, match=r"penalties\['l2_to_mean'\].*unknown option.*"
+                     r"'scale'.*valid: none"):
+    penalties.build({"l2_to_mean": {"weight": 0.5, "scale": 2.0}})
+  with pytest.raises(ValueError, match=r"penalties\['dselect_entropy'\].*'gama'.*"
+                     r"valid: \['gamma'\]"):
+    penalties.build({"dselect_entropy": {"weight": 1.0, "gama": 2.0}})
+  with pytest.raises(ValueError, match=r"penalties\['dselect_entropy'\].*'weight'"):
+    penalties.build({"dselect_entropy": {"gamma": 2.0}})
+  with pytest.raises(ValueError, match=r"penalties\['l21'\].*-1"):
+    penalties.build({"l21": {"weight": -1}})
+
+
 def test_penalty_on_a_model_without_stacked_towers_raises():
   penalty = penalties.build({"l2_to_mean": 1.0})
-  with pytest.raises(ValueError, match="stacked per-task tower kernels"):
+  with pytest.raises(ValueError, match="'l2_to_mean'.*stacked per-task tower kernels"
+                     ".*Found shared: kernel"):
     penalty({"shared": {"kernel": jnp.ones((2, 2))}, "tasks": {"a": {}}, "cross": {}})
   params, _ = _params(k=3)
   params["tasks"] = {"a": {}, "b": {}}  # 2 tasks, but towers stacked for 3
