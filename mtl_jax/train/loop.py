@@ -191,20 +191,23 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
     state, data_state, start = ckpt.restore(compiled.abstract_state, meta)
     train_iter.set_state(data_state)
     logger.truncate_after(writer.path, start)
-  _write_config(workdir, config)
-  stop = signals.StopSignal().install()  # SIGTERM: save, then raise Preempted
-  try:
-    state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta, writer,
-                                   progress, stop)
-    ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
+  try:  # the writer is closed (TensorBoard events flushed) also on errors
+    _write_config(workdir, config)
+    stop = signals.StopSignal().install()  # SIGTERM: save, then raise Preempted
+    try:
+      state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta,
+                                     writer, progress, stop)
+      ckpt.save(num_steps, state, train_iter.get_state(), meta, force=True)
+    finally:
+      stop.restore()
+      ckpt.close()  # waits for pending asynchronous saves, also on errors
+    evaluation, eval_losses = {}, {}
+    for split in eval_splits:
+      evaluation[split], eval_losses[split] = evaluate(s, compiled, state, split)
+      writer.write(num_steps, split,
+                   logger.flatten_eval(evaluation[split], eval_losses[split]))
   finally:
-    stop.restore()
-    ckpt.close()  # waits for pending asynchronous saves, also on errors
-  evaluation, eval_losses = {}, {}
-  for split in eval_splits:
-    evaluation[split], eval_losses[split] = evaluate(s, compiled, state, split)
-    writer.write(num_steps, split, logger.flatten_eval(evaluation[split], eval_losses[split]))
-  writer.close()
+    writer.close()
   return RunResult(state, evaluation, eval_losses, steps_per_second,
                    compiled.step._cache_size(), workdir)
 

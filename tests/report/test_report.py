@@ -260,3 +260,21 @@ def test_resumed_writer_purges_later_tensorboard_events(tmp_path):
             for d in tb_events.records(path)]
   starts = [e for e in events if e.HasField("session_log")]
   assert [(e.step, e.session_log.status) for e in starts] == [(11, event_pb2.SessionLog.START)]
+
+
+def test_tensorboard_events_are_flushed_when_a_run_fails(tiny_sprites_config, tmp_path,
+                                                         monkeypatch):
+  """The writer is closed on errors too: the logged steps reach the event file."""
+  from mtl_jax.train import loop
+
+  def broken_evaluate(*args, **kwargs):
+    raise RuntimeError("evaluation failed")
+
+  monkeypatch.setattr(loop, "evaluate", broken_evaluate)
+  c = tiny_sprites_config
+  c.train.update(num_steps=3, log_every=1, checkpoint_every=0)
+  with pytest.raises(RuntimeError, match="evaluation failed"):
+    loop.train(c, workdir=str(tmp_path), progress=False)
+  logged = {json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")}
+  events = tb_events.scalars(str(tmp_path))
+  assert logged and set(events["train/total_loss"]) == logged
