@@ -373,6 +373,10 @@ def main(argv=None) -> None:
     tp.use_proposed_representation()
   print(f"environment: {env}", flush=True)
   specs = tp.select_methods(args.methods)
+  no_peer = sorted(set(args.workloads.split(",")) - set(wl.PEER_WORKLOADS))
+  if no_peer:
+    raise SystemExit(f"No PyTorch peer for workload(s) {no_peer}; peers run "
+                     f"{list(wl.PEER_WORKLOADS)} (use benchmarks.throughput for W3).")
   rows = []
   for name, k in tp.cases(args.workloads.split(","), [int(k) for k in args.ks.split(",")]):
     work = wl.load(name, k)

@@ -194,7 +194,12 @@ def measure(work: wl.Workload, spec: MethodSpec, engine: str, *, steps: int,
 
 def cases(workloads: Sequence[str], ks: Sequence[int]) -> list[tuple[str, int]]:
   """``(workload, K)`` pairs; W2 exists only at K = 2."""
-  return [(w, k) for w in workloads for k in ks if w == "W1" or k == 2]
+  return [(w, k) for w in workloads for k in ks if w != "W2" or k == 2]
+
+
+def default_workloads() -> str:
+  """W1 and W2; W3 (ResNet-18) too on an accelerator (minutes per step on CPU)."""
+  return "W1,W2" if jax.default_backend() == "cpu" else "W1,W2,W3"
 
 
 def sweep(methods, workloads, ks, engine_filter, *, steps, warmup, min_time,
@@ -433,7 +438,8 @@ def parse(argv=None) -> argparse.Namespace:
                  help="'all', 'loss', 'grad' or comma-separated labels")
   p.add_argument("--engines", default="",
                  help="comma list of gradient engines to keep (default: all)")
-  p.add_argument("--workloads", default="W1,W2")
+  p.add_argument("--workloads", default="",
+                 help="comma list of W1, W2, W3 (default: W1,W2; W3 too on GPU/TPU)")
   p.add_argument("--ks", default="2,8,32")
   p.add_argument("--steps", type=int, default=20, help="timed steps (minimum)")
   p.add_argument("--warmup", type=int, default=5)
@@ -489,7 +495,7 @@ def main(argv=None) -> None:
       json.dump(dict(environment=env, rows=rows), f, indent=1)
     print(f"wrote {path}")
     return
-  rows = sweep(select_methods(args.methods), args.workloads.split(","),
+  rows = sweep(select_methods(args.methods), (args.workloads or default_workloads()).split(","),
                [int(k) for k in args.ks.split(",")],
                [e for e in args.engines.split(",") if e], steps=args.steps,
                warmup=args.warmup, min_time=args.min_time, log=log,

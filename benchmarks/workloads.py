@@ -1,4 +1,4 @@
-"""The peer-benchmark workloads W1 and W2, loaded from the peers' exact weights.
+"""The benchmark workloads: W1 and W2 from the peers' exact weights, W3 for GPUs.
 
 Both workloads are defined in ``shared/reference/PEERS.md``; the ``.npz`` files
 in ``shared/reference/peer_workloads/`` hold the initial weights and the batch
@@ -13,6 +13,13 @@ them to our models, so our step does byte-identical work:
   conv 20 5x5 -> max-pool 2 -> ReLU -> flatten -> fc 50, no activation after
   it), 2 heads ``Linear(50 -> 10)``, cross-entropy, batch 256. The trunk is
   :class:`LeNet` below (our inputs are NHWC unless ``conv='xla_nchw'``).
+* **W3** (for GPUs): ResNet-18 trunk (CIFAR stem, :mod:`mtl_jax.models.resnet`,
+  11.2 M parameters, batch norm) on 3x32x32 images, ``K`` heads
+  ``Linear(512 -> 10)``, cross-entropy, batch 256, our ``hard_sharing``
+  model. No peer file: weights from ``seed`` and a batch of uniform images and
+  random labels from ``seed`` (:func:`load` options ``width``, ``image_size``,
+  ``batch`` shrink it for CPU tests). About 0.56 GFLOP per image forward, so
+  ~430 GFLOP per summed-loss step: minutes per step on this CPU.
 
 Layout conversions: ``Linear.weight [out, in] -> kernel [in, out]``;
 ``Conv2d.weight [out, in, kh, kw] -> kernel [kh, kw, in, out]``; images
@@ -47,7 +54,8 @@ PEER_DIR = os.environ.get(
     "MTL_JAX_PEER_WORKLOADS",
     os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
                  "peer_workloads"))
-WORKLOADS = ("W1", "W2")
+WORKLOADS = ("W1", "W2", "W3")
+PEER_WORKLOADS = ("W1", "W2")  # the ones with PyTorch peers and .npz files
 CONVS = ("xla_nhwc", "xla_nchw", "im2col")
 POOLS = ("reduce_window", "reshape")
 # The fastest W2 formulation measured on XLA:CPU (see benchmarks/README.md).
@@ -291,12 +299,30 @@ def _model(workload: str, tasks, conv: str, pool: str) -> nnx.Module:
   return LeNetMTL(tasks, conv=conv, pool=pool, rngs=nnx.Rngs(0))
 
 
+def load_w3(num_tasks: int, *, width: int = 64, image_size: int = 32,
+            batch: int = BATCH, seed: int = 0) -> Workload:
+  """W3: ResNet-18 hard sharing with ``num_tasks`` 10-class heads (see above)."""
+  tasks = _tasks("W3", num_tasks)
+  cfg = ml_collections.ConfigDict(dict(
+      arch="hard_sharing", trunk=dict(kind="resnet", blocks=(2, 2, 2, 2), width=width),
+      head=dict(hidden=())))
+  p = models.partition(models.build(cfg, tasks, (image_size, image_size, 3), seed=seed))
+  rng = np.random.default_rng(seed)
+  inputs = rng.random((batch, image_size, image_size, 3), np.float32)
+  targets = {t.name: rng.integers(0, 10, batch).astype(np.int32) for t in tasks}
+  data = {"inputs": inputs, "targets": targets,
+          "mask": {t.name: np.ones(batch, bool) for t in tasks}}
+  params = jax.tree.map(np.asarray, models.params_of(p))
+  return Workload("W3", num_tasks, tasks, p.graphdef, params, p.rest, data, {})
+
+
 def load(workload: str, num_tasks: int, *, conv: str = DEFAULT_CONV,
          pool: str = DEFAULT_POOL) -> Workload:
   """Builds our model for ``workload`` with ``num_tasks`` heads and the peers' weights.
 
   Args:
-    workload: ``W1`` (K in {2, 8, 32}) or ``W2`` (K = 2).
+    workload: ``W1`` (K in {2, 8, 32}), ``W2`` (K = 2) or ``W3`` (any K;
+      :func:`load_w3` with its defaults).
     num_tasks: number of tasks ``K``.
     conv: W2 only, see :class:`LeNet`.
     pool: W2 only, see :class:`LeNet`.
@@ -306,6 +332,8 @@ def load(workload: str, num_tasks: int, *, conv: str = DEFAULT_CONV,
   """
   if workload not in WORKLOADS:
     raise ValueError(f"Unknown workload {workload!r}; valid: {WORKLOADS}.")
+  if workload == "W3":
+    return load_w3(num_tasks)
   npz = read_npz(workload, num_tasks)
   tasks = _tasks(workload, num_tasks)
   p = models.partition(_model(workload, tasks, conv, pool))

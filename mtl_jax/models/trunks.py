@@ -1,4 +1,4 @@
-"""Shared feature extractors: an MLP and a small CNN.
+"""Shared feature extractors: an MLP and a small CNN (ResNets: :mod:`mtl_jax.models.resnet`).
 
 Both map inputs ``[B, ...]`` to a representation ``[B, features]`` and take a
 ``train`` flag (batch statistics, when normalisation is on). They hold no task
@@ -140,7 +140,8 @@ def global_pool(x: jax.Array) -> jax.Array:
 
 
 def build_trunk(config, input_shape: Sequence[int], *, rngs: nnx.Rngs) -> nnx.Module:
-  """A trunk from ``config.model.trunk``: ``kind`` in {'mlp', 'cnn'}."""
+  """A trunk from ``config.model.trunk``: ``kind`` in {'mlp', 'cnn', 'resnet'}
+  (:class:`mtl_jax.models.resnet.ResNet`: ``blocks``, ``width``, ``stem``)."""
   kind = config.get("kind", "mlp")
   act = config.get("act", "relu")
   if kind == "mlp":
@@ -155,4 +156,9 @@ def build_trunk(config, input_shape: Sequence[int], *, rngs: nnx.Rngs) -> nnx.Mo
     return CNN(input_shape, tuple(config.get("channels", (16, 32))),
                int(config.get("features", 64)), kernel_size=int(config.get("kernel_size", 3)),
                batch_norm=bool(config.get("batch_norm", False)), act=act, rngs=rngs)
-  raise ValueError(f"Unknown trunk kind {kind!r}; valid: ['cnn', 'mlp'].")
+  if kind == "resnet":
+    from mtl_jax.models.resnet import ResNet
+    return ResNet(input_shape, tuple(config.get("blocks", (2, 2, 2, 2))),
+                  int(config.get("width", 64)), stem=config.get("stem", "cifar"),
+                  rngs=rngs)
+  raise ValueError(f"Unknown trunk kind {kind!r}; valid: ['cnn', 'mlp', 'resnet'].")

@@ -67,6 +67,21 @@ def test_im2col_conv_equals_xla_conv():
 
 def test_unknown_workload_and_formulation_raise():
   with pytest.raises(ValueError, match="Unknown workload"):
-    wl.load("W3", 2)
+    wl.load("W4", 2)
   with pytest.raises(ValueError, match="conv must be"):
     wl.load("W2", 2, conv="fft")
+
+
+def test_w3_resnet18_step_runs_on_a_tiny_version():
+  """W3 (the GPU workload) at toy size: loads, and one step of equal
+  weighting and of MGDA on the representation engine runs."""
+  from benchmarks import throughput as tp
+  work = wl.load_w3(3, width=2, image_size=8, batch=4)
+  assert [t.name for t in work.tasks] == ["t00", "t01", "t02"]
+  assert work.batch["inputs"].shape == (4, 8, 8, 3) and jax.tree.leaves(work.rest)
+  assert tp.cases(["W1", "W2", "W3"], [2, 8]) == [
+      ("W1", 2), ("W1", 8), ("W2", 2), ("W3", 2), ("W3", 8)]
+  for spec, engine in ((tp.MethodSpec("equal"), "weighted"),
+                       (tp.MethodSpec("mgda", aggregator="mgda"), "representation")):
+    row = tp.measure(work, spec, engine, steps=1, warmup=0, min_time=0.0)
+    assert row["workload"] == "W3" and row["steps_per_s"] > 0
