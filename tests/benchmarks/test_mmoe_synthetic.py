@@ -48,3 +48,59 @@ def test_merge_adds_the_missing_runs_and_refuses_other_settings(tmp_path):
   assert sources[0]["runs"] == 1 and sources[0]["command"] == "old command"
   with pytest.raises(ValueError, match="other settings.*steps"):
     bench.merge(new, types.SimpleNamespace(**dict(ARGS, steps=8000)), [str(path)])
+
+
+def test_training_curve_averages_the_sampled_losses_of_each_window():
+  records = [{"step": s, "loss/y1": float(s), "loss/y2": "nan" if s == 25 else 1.0}
+             for s in (5, 10, 15, 20, 25)]
+  steps, curve = bench.training_curve(records, ["y1", "y2"], 10)
+  assert steps == [10, 20, 25]  # the last window ends at the last step
+  assert curve["y1"] == [7.5, 17.5, 25.0]
+  assert curve["y2"][:2] == [1.0, 1.0] and curve["y2"][2] != curve["y2"][2]  # nan kept
+
+
+def test_paper_protocol_sets_the_data_seed_and_merge_refuses_the_other_protocol(tmp_path):
+  module = bench.load_config_module()
+  fixed, paper = (bench.parse_args(["--protocol", p]) for p in ("fixed", "paper"))
+  assert (paper.models, paper.out) == ("hard_sharing,mmoe", str(bench.PAPER_OUT))
+  assert bench.make_config(module, "mmoe", 0.5, 3, fixed).data.seed == 0
+  c = bench.make_config(module, "mmoe", 0.5, 3, paper)
+  assert (c.seed, c.data.seed, c.train.log_every) == (3, 3, paper.sample_every)
+  old = dict(args=dict(ARGS), command="old", merged=[], runs=[])  # no protocol: fixed
+  path = tmp_path / "old.json"
+  path.write_text(json.dumps(old))
+  with pytest.raises(ValueError, match="other settings.*protocol"):
+    bench.merge([], types.SimpleNamespace(**dict(ARGS, protocol="paper", curve_every=100,
+                                                 sample_every=10)), [str(path)])
+
+
+def test_paper_protocol_tiny_run_records_curves_and_final_training_loss(tmp_path):
+  out = tmp_path / "paper"
+  report = bench.main(["--protocol", "paper", "--ps", "1.0,0.0", "--seeds", "2",
+                       "--steps", "20", "--curve-every", "10", "--sample-every", "5",
+                       "--batch-size", "8", "--num-train", "64", "--num-test", "32",
+                       "--out", str(out)])
+  runs = report["runs"]
+  assert sorted((r["model"], r["p"], r["seed"]) for r in runs) == [
+      (m, p, s) for m in ("hard_sharing", "mmoe") for p in (0.0, 1.0) for s in (0, 1)]
+  for r in runs:
+    assert r["data_seed"] == r["seed"] and r["curve_steps"] == [10, 20]
+    assert sorted(r["curve"]) == ["y1", "y2"] and len(r["mean_curve"]) == 2
+    assert all(v > 0 for v in r["curve"]["y1"] + r["curve"]["y2"])
+    assert sorted(r["final_train_mse"]) == ["y1", "y2"] and r["mean_final_train_mse"] > 0
+  # A new dataset per seed: the two seeds' runs differ.
+  a, b = ([r["mean_final_train_mse"] for r in runs
+           if r["model"] == "mmoe" and r["p"] == 1.0 and r["seed"] == s] for s in (0, 1))
+  assert a != b
+  cell = report["summary"]["hard_sharing"]["0.0"]
+  assert cell["final_train"]["n"] == 2 and len(cell["curve_mean"]) == 2
+  assert len(cell["curve_se"]) == 2
+  vs = report["rises"]["hard_sharing"]["vs"]["mmoe"]["mean"]
+  assert 0.0 <= vs["fraction_le_0"] <= 1.0
+  assert {p.name for p in tmp_path.iterdir()} >= {"paper.json", "paper.md", "paper.png"}
+  text = (tmp_path / "paper.md").read_text()
+  assert "## Final training MSE" in text and "Rise of the final training MSE" in text
+  # The report re-renders from its JSON.
+  again = bench.main(["--render", str(tmp_path / "paper.json")])
+  assert again["summary"]["mmoe"]["1.0"]["curve_mean"] == report["summary"]["mmoe"]["1.0"][
+      "curve_mean"]
