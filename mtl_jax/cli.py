@@ -10,9 +10,10 @@ Configs are Python files with ``get_config(arg)``; ``--config=path:arg``
 passes ``arg``; ``--config.a.b=value`` overrides a field (unknown fields are
 an error with a suggestion).
 
-``train`` exit codes: 0 done; 2 bad arguments, or a catalog dataset not
-prepared under ``data_dir`` (the message says how to prepare it; also for
-``compare`` and ``eval``); 3 halted on non-finite updates
+``train`` exit codes: 0 done; 2 bad arguments, a config that fails
+``validate.check_config`` (one line naming the key and value), or a catalog
+dataset not prepared under ``data_dir`` (the message says how to prepare it;
+also for ``compare`` and ``eval``); 3 halted on non-finite updates
 (``train.nonfinite='halt'``; the last good state is checkpointed); 143 stopped
 by SIGTERM after saving a checkpoint (rerun with ``--resume``).
 """
@@ -132,11 +133,21 @@ def main(argv=None) -> int:
     print(f"mtl-jax {command}: --config is required.\n\n{_usage()}", file=sys.stderr)
     return 2
   from mtl_jax.data.catalog import MissingDataError
-  from mtl_jax.train import distributed
+  from mtl_jax.train import distributed, validate
+  try:
+    # A config error or missing data is the user's setup, not a bug: one line
+    # naming the key and value, no traceback.
+    validate.check_config(_CONFIG.value)
+  except MissingDataError as e:
+    print(f"mtl-jax {command}: {e}", file=sys.stderr)
+    return 2
+  except (ValueError, TypeError) as e:
+    print(f"mtl-jax {command}: invalid config: {e}", file=sys.stderr)
+    return 2
   distributed.initialize(_CONFIG.value)
   try:
     return {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value) or 0
-  except MissingDataError as e:  # a user's setup, not a bug: no traceback
+  except MissingDataError as e:
     print(f"mtl-jax {command}: {e}", file=sys.stderr)
     return 2
 

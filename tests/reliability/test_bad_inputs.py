@@ -43,6 +43,11 @@ def test_cli_typo_suggests_the_field_and_cli_wrong_type(data_dir, tmp_path, caps
   assert cli.main(args + ["--config.train.batch_size=abc"]) == 2
   err = capsys.readouterr().err
   assert "--config.train.batch_size=abc" in err and "invalid literal for int()" in err
+  # A value of the right type that the config check refuses: one line, no traceback.
+  assert cli.main(args + ["--config.train.nonfinite=explode"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "Traceback" not in err
+  assert "invalid config: train.nonfinite must be one of" in err and "'explode'" in err
 
 
 def test_wrong_types_name_the_field(config):
