@@ -238,79 +238,6 @@ def merge(runs: list, args, paths: list) -> tuple[list, list]:
   return merged, sources
 
 
-NOTES = """\
-Paper protocol (`mmoe_synthetic_paper.md`, `--protocol paper`: new data and
-initialisation per run, training-loss curves, 10 seeds): no effect there
-either. From p = 1 to 0 the final training MSE rises by +0.044 +- 0.045
-(shared bottom) and +0.029 +- 0.029 (MMoE); their difference: 95% bootstrap
-interval [-0.09, +0.12]. Likely why: with alpha_j up to 10 the labels
-correlate only 0.46 at p = 0.9 (0.22 at 0.5), so only p = 1 gives related
-tasks; MMoE's 1.4x lower loss holds at p = 1 too (a better fit of the sines,
-not task modelling).
-
-Notes (8 seeds per cell). Seeds 0-2 are the first report's runs (two of them
-re-ran bit-identical before the seeds 3-7 of hard_sharing and mmoe were run,
-on the same code). A concurrent change to the input pipeline then changed
-the batch order drawn from each seed (same data) before the seeds 3-7 of
-soft_sharing and independent ran, so today's code gives other per-seed
-values (e.g. p = 1,
-seed 0: MMoE 0.436 instead of 0.626, independent 0.518 instead of 0.550):
-each cell is a sample of runs, read its median and spread, not one seed's
-value. Re-running with `--seeds 8` on one code version would make the table
-reproducible run by run.
-
-* Time per run: one (p, model, seed) run of 8000 steps took 24-32 s pinned to
-  one core (`taskset -c 1`) on a 2-core machine shared with other jobs; the
-  runs of this report took 10-63 s (median 27 s) as the load varied, about
-  1 CPU-hour for the 128 runs.
-* The paper's finding does not show robustly. From p = 1 to p = 0 the shared
-  bottom's test MSE rises by +0.054 (median; mean +0.016) and MMoE's by +0.057
-  (mean +0.041): the same. A bootstrap over seeds of the difference between
-  the two (median) degradations is centred at 0.00, 90% interval [-0.09,
-  +0.09]. Independent networks, which nothing couples to p (y1 is the same
-  function at every p), move by +0.026, so the p effect of either model is at
-  most a few hundredths above that noise floor.
-* What does show robustly: MMoE beats the shared bottom at every p (medians
-  0.34-0.42 vs 0.47-0.56), by about the same margin at every p.
-* The first report's shared-bottom degradation (+0.150 on 3 seeds) was one
-  run (seed 1 at p = 0: y2 MSE 1.23). Such failed runs (one task left poorly
-  fit) happen for every model and every p: shared bottom seed 3 at p = 1
-  (1.146), independent seed 6 at p = 0 (0.882), soft sharing seed 6 at p = 0
-  (0.966), MMoE seed 0 at p = 1 (0.626). They are not a shared-bottom failure
-  on unrelated tasks, and the medians are the numbers to read.
-* Fewer steps do not reveal it either: at 2000 steps (8 seeds, p in {1, 0};
-  `--steps 2000 --ps 1.0,0.0 --models hard_sharing,mmoe --seeds 8`) the medians
-  rise by +0.115 (shared bottom, 1.159 -> 1.274) and +0.087 (MMoE, 1.107 ->
-  1.194).
-* Why, as far as we can tell: the sizes are the paper's (8 experts x 16 units,
-  a 113-unit shared bottom, 8-unit towers, d = 100), but the measurement is
-  not: the paper averages training-loss curves over many independent runs,
-  each with new data and initialisation; here the test MSE after a fixed
-  budget on one dataset per p. And in this task each target depends on x
-  only through one projection w_i^T x, so at p = 0 a 113-unit layer can split
-  its units between the two directions at little cost; the remaining error
-  (~0.4-0.5 against a target variance of ~7) is dominated by the
-  high-frequency sines (alpha_j up to 10), which all models fit about equally
-  badly. The sharing cost that is left is small against the seed noise: the
-  shared bottom's y1 error (the same target at every p) goes from 0.48 at
-  p = 1 to 0.51-0.52 at p < 1 (medians), MMoE's stays at 0.34-0.40. Averaging
-  over datasets (a data seed per run) and many more seeds would be the next
-  step; done with 10 seeds in `mmoe_synthetic_paper.md` (see above).
-
-Earlier exploration (same models and step, in-memory batches, 4 seeds, p in
-{1, 0}); its "paper's ordering" at lr 1e-2 is not confirmed by the 8 seeds
-above:
-
-* Data size: with 10k training examples every model overfits the
-  high-frequency sines (train MSE 0.7, test MSE 7 = the target variance after
-  4k steps); 100k examples are needed for the test MSE to fall.
-* Learning rate and steps: at lr 1e-3 (16k steps) MMoE degrades *more* than
-  the shared bottom as p falls (MMoE 0.28 -> 0.45, shared bottom 0.51 ->
-  0.57); at lr 1e-2 the shared bottom degraded more (0.54 -> 0.76 vs MMoE
-  0.38 -> 0.42 at 8k steps, 0.42 -> 0.58 vs 0.30 -> 0.35 at 16k steps).
-* Expert count (lr 1e-2, 8k steps): MMoE stays flat in p with 4 x 32
-  (0.48 -> 0.49) and 16 x 8 units (0.45 -> 0.45); 8 x 16 is the best.
-"""
 
 
 def _seeds_line(summary: dict) -> str:
@@ -372,7 +299,6 @@ def markdown(report: dict) -> str:
   for source in report.get("merged", []):
     lines.append(f"merged with {source['runs']} runs of `{source['path']}` "
                  f"(`{source['command']}`)")
-  lines += ["", NOTES]
   return "\n".join(lines)
 
 
@@ -400,12 +326,26 @@ def plot(summary: dict, ps: list, path: str) -> None:
   plt.close(fig)
 
 
+def _with_notes(table: str, out: str) -> str:
+  """``table`` plus the hand-written interpretation in ``out``.notes.md, if any.
+
+  The numbers are computed; what they mean is written by whoever ran them,
+  next to the result (e.g. ``results/mmoe_synthetic.notes.md``), so a rerun
+  with other settings never inherits another run's conclusions.
+  """
+  path = out + ".notes.md"
+  if not os.path.exists(path):
+    return table
+  with open(path) as f:
+    return table + "\n\n" + f.read()
+
+
 def write(report: dict, out: str) -> str:
   """Writes ``out``.json, .md and .png; returns the markdown."""
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(report, f, indent=1)
-  table = markdown(report)
+  table = _with_notes(markdown(report), out)
   with open(out + ".md", "w") as f:
     f.write(table)
   plot(report["summary"], _ordered(report)[1], out + ".png")
@@ -569,52 +509,6 @@ def rises(runs: list, models_: list, ps: list, *, num_bootstrap: int = 10000,
   return out
 
 
-PAPER_NOTES = """\
-Notes (10 seeds per cell, 80 runs).
-
-* Time: the 80 runs took 21.1 min pinned to one core (`taskset -c 0`) of a
-  2-core machine whose other core ran other benchmarks: 12-20 s a run, the
-  first model of each (p, seed) also generating its dataset (~7 s).
-* The paper's finding does not show. From p = 1 to p = 0 the final training
-  MSE of the shared bottom rises by +0.044 +- 0.045 (mean +- SE; median
-  +0.024), MMoE's by +0.029 +- 0.029 (median +0.009): +8.6% and +8.1%. The
-  difference of the two rises, +0.015, has a 95% bootstrap interval of
-  [-0.086, +0.115]. Pooling p < 1: +0.063 +- 0.034 against +0.042 +- 0.022.
-* What does show: (1) both models converge more slowly when the tasks
-  differ, by about as much: at step 1000 the mean curve is 1.83 (p = 1) vs
-  2.49 (p = 0) for the shared bottom, 1.92 vs 2.49 for MMoE; the gap closes
-  to a few hundredths by step 8000. (2) MMoE's training MSE is 1.39-1.47x
-  lower than the shared bottom's at every p, p = 1 included, where the two
-  tasks are one function and there is no task relationship to model: its
-  advantage here is how well it fits the sines (gates that depend on x make
-  it an input-dependent mixture), not task modelling. (3) The shared bottom
-  varies more from run to run (std 0.08-0.13 vs 0.05-0.10), but its spread
-  does not grow as p falls (0.088, 0.081, 0.125, 0.112): the trainability
-  result of the paper's Fig. 5 is not reproduced either (10 runs, not 200).
-* Why, as far as we can establish:
-  1. The sines compress the p axis. With alpha_j = j up to 10 they carry 4.6
-     of the targets' variance of 7.1, and the correlation of the two labels
-     is 0.81 at p = 0.99, 0.46 at p = 0.9, 0.22 at p = 0.5 (400k samples):
-     only p = 1 makes related tasks, p = 0.9, 0.5 and 0 are all nearly
-     unrelated ones, which is what both rows show (a step from p = 1 to
-     p = 0.9, then flat). The paper does not give alpha and beta (Google's
-     public generator of this data says so and uses the values used here);
-     public re-implementations of the experiment use 2 sines (alpha 1, 2),
-     whose labels stay correlated further down in p.
-  2. The shared bottom pays no measurable sharing cost at the end: y1 is
-     the same target at every p for a seed (same u1 and inputs), and its
-     final training MSE goes from 0.497 (p = 1) to 0.506 (p = 0), a paired
-     rise of +0.008 +- 0.022. Each target depends on x through one
-     projection, so 113 ReLU units (the paper's size) can split between the
-     two directions at little cost; the error left (0.35-0.55 against 7.1)
-     is the unfit high-frequency sines, which cost either model about the
-     same at every p.
-  3. Not tried (compute budget): a learning-rate grid (1e-2 here), longer
-     training (the curves still fall by 30-40% from step 4000 to 8000),
-     fewer or lower-frequency sines, 200 runs. With 10 seeds the SE of the
-     difference between the two rises is about 0.05; 200 runs would bring it
-     to about 0.011, still too coarse for a difference like +0.015.
-"""
 
 
 def _curve_at(cell: dict, step: int) -> float:
@@ -710,7 +604,6 @@ def markdown_paper(report: dict) -> str:
   for source in report.get("merged", []):
     lines.append(f"merged with {source['runs']} runs of `{source['path']}` "
                  f"(`{source['command']}`)")
-  lines += ["", PAPER_NOTES]
   return "\n".join(lines)
 
 
@@ -768,7 +661,7 @@ def write_paper(report: dict, out: str) -> str:
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(report, f, indent=1)
-  table = markdown_paper(report)
+  table = _with_notes(markdown_paper(report), out)
   with open(out + ".md", "w") as f:
     f.write(table)
   plot_paper(report, out + ".png")
