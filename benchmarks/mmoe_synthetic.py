@@ -340,16 +340,22 @@ def _with_notes(table: str, out: str) -> str:
     return table + "\n\n" + f.read()
 
 
-def write(report: dict, out: str) -> str:
-  """Writes ``out``.json, .md and .png; returns the markdown."""
+def _write(report: dict, out: str, markdown_fn, plot_fn) -> str:
+  """Writes ``out``.json, .md (with the notes) and .png; returns the markdown."""
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out + ".json", "w") as f:
     json.dump(report, f, indent=1)
-  table = _with_notes(markdown(report), out)
+  table = _with_notes(markdown_fn(report), out)
   with open(out + ".md", "w") as f:
     f.write(table)
-  plot(report["summary"], _ordered(report)[1], out + ".png")
+  plot_fn(report, out + ".png")
   return table
+
+
+def write(report: dict, out: str) -> str:
+  """Writes a report of the default protocol (see :func:`_write`)."""
+  return _write(report, out, markdown,
+                lambda r, path: plot(r["summary"], _ordered(r)[1], path))
 
 
 # ---------------------------------------------------------------------------
@@ -657,15 +663,8 @@ def plot_paper(report: dict, path: str) -> None:
 
 
 def write_paper(report: dict, out: str) -> str:
-  """Writes ``out``.json, .md and .png of a paper-protocol report."""
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump(report, f, indent=1)
-  table = _with_notes(markdown_paper(report), out)
-  with open(out + ".md", "w") as f:
-    f.write(table)
-  plot_paper(report, out + ".png")
-  return table
+  """Writes a paper-protocol report (see :func:`_write`)."""
+  return _write(report, out, markdown_paper, plot_paper)
 
 
 def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
@@ -679,8 +678,9 @@ def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
           "rises": rises(runs, models_, ps), "runs": runs, "merged": sources}
 
 
-def main_paper(args, argv=None) -> dict:
-  """``--protocol paper``: every run with its own data and initialisation."""
+def _plan(args):
+  """``(config module, models to run, models missing from the registry, ps,
+  parameters per model)`` from the command line."""
   from mtl_jax import models
   module = load_config_module()
   requested = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -688,6 +688,12 @@ def main_paper(args, argv=None) -> dict:
   models_ = [m for m in requested if m not in missing]
   ps = [float(p) for p in args.ps.split(",")]
   params = {m: count_params(make_config(module, m, ps[0], 0, args)) for m in models_}
+  return module, models_, missing, ps, params
+
+
+def main_paper(args, argv=None) -> dict:
+  """``--protocol paper``: every run with its own data and initialisation."""
+  module, models_, missing, ps, params = _plan(args)
   seeds = range(args.first_seed, args.first_seed + args.seeds)
   runs, t0 = [], time.perf_counter()
   cells = [(p, seed) for p in ps for seed in seeds]
@@ -734,13 +740,7 @@ def main(argv=None) -> dict:
     return report
   if args.protocol == "paper":
     return main_paper(args, argv)
-  from mtl_jax import models
-  module = load_config_module()
-  requested = [m.strip() for m in args.models.split(",") if m.strip()]
-  missing = [m for m in requested if module._model(m)["arch"] not in models.REGISTRY]
-  models_ = [m for m in requested if m not in missing]
-  ps = [float(p) for p in args.ps.split(",")]
-  params = {m: count_params(make_config(module, m, ps[0], 0, args)) for m in models_}
+  module, models_, missing, ps, params = _plan(args)
   runs = []
   seeds = range(args.first_seed, args.first_seed + args.seeds)
   grid = [(p, arch, seed) for p in ps for arch in models_ for seed in seeds]

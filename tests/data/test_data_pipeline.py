@@ -6,32 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from mtl_jax import data
-
-
-def _build(config, split="train", **overrides):
-  args = dict(batch_size=8, seed=0, shuffle=True, drop_remainder=True,
-              num_epochs=None)
-  args.update(overrides)
-  return data.build(config, split, **args)
-
-
-def _take(iterator, n):
-  return [next(iterator) for _ in range(n)]
+from tests.data.batches import assert_same_batches as _assert_same_batches
+from tests.data.batches import build as _build, take as _take
 
 
 def _ids(batch):
   """The examples of a batch, identified by their (unique) x positions."""
   return batch["targets"]["x"][batch["mask"]["x"]]
-
-
-def _assert_same_batches(first, second):
-  assert len(first) == len(second)
-  for a, b in zip(first, second):
-    np.testing.assert_array_equal(a["inputs"], b["inputs"])
-    for task in a["targets"]:
-      np.testing.assert_array_equal(a["targets"][task], b["targets"][task])
-      np.testing.assert_array_equal(a["mask"][task], b["mask"][task])
 
 
 def test_batch_format(sprites_config):

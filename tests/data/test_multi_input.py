@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from mtl_jax import data
+from tests.data.batches import assert_same_batches as _assert_same_batches
+from tests.data.batches import build as _build, take as _take
 from mtl_jax import tasks as tasks_lib
 from mtl_jax.train import loop
 
@@ -18,17 +20,6 @@ def _config(sprites_config, **sources):
   return dict(sprites_config, sources=sources or {"shapes": SHAPES, "pose": POSE})
 
 
-def _build(config, split="train", **overrides):
-  args = dict(batch_size=8, seed=0, shuffle=True, drop_remainder=True,
-              num_epochs=None)
-  args.update(overrides)
-  return data.build(config, split, **args)
-
-
-def _take(iterator, n):
-  return [next(iterator) for _ in range(n)]
-
-
 def _ids(batch, task):
   """The examples labelled for ``task``, identified by their x positions."""
   return batch["targets"][task][batch["mask"][task]]
@@ -39,15 +30,6 @@ def _split_ids(sprites_config, split):
   batch = next(data.build(sprites_config, split, batch_size=200, seed=0,
                           shuffle=False, drop_remainder=False, num_epochs=1))
   return _ids(batch, "x")
-
-
-def _assert_same_batches(first, second):
-  assert len(first) == len(second)
-  for a, b in zip(first, second):
-    np.testing.assert_array_equal(a["inputs"], b["inputs"])
-    for task in a["targets"]:
-      np.testing.assert_array_equal(a["targets"][task], b["targets"][task])
-      np.testing.assert_array_equal(a["mask"][task], b["mask"][task])
 
 
 def test_batch_concatenates_one_batch_per_source(sprites_config):
