@@ -80,10 +80,9 @@ def _compare(config) -> None:
 
 def _eval(config) -> None:
   import os
-  from mtl_jax.train import loop, validate
+  from mtl_jax.train import loop
   from mtl_jax.train.checkpoint import Checkpointer, meta_for
-  validate.check_data_prepared(config.data)  # before compiling
-  s = loop.setup(config)
+  s = loop.setup(config)  # main() has run validate.check_config already
   compiled = loop.compile_run(s)
   workdir = _WORKDIR.value or config.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=0)
