@@ -36,16 +36,29 @@ window) and ends with the MSE on the whole training set (and the test set).
 The report gives, per model and p, the mean curve +- its standard error over
 seeds and the final training MSE (mean, SE, median, std), its rise from the
 highest to the lowest p and a bootstrap over seeds of the difference between
-the two models' rises. Defaults: shared bottom and MMoE, 4 p, 10 seeds, 8000
-steps (80 runs, about 21 minutes on one core)::
+the two models' rises (from the highest p to each lower p). Defaults: shared
+bottom and MMoE, 4 p, 10 seeds, 8000 steps::
 
   python benchmarks/mmoe_synthetic.py --protocol paper
   python benchmarks/mmoe_synthetic.py --protocol paper --quick   # smoke run
+  # The paper's 200 runs per cell, one process per model and core:
+  taskset -c 0 python benchmarks/mmoe_synthetic.py --protocol paper --seeds 200 \
+      --models hard_sharing --out /tmp/sb &
+  taskset -c 1 python benchmarks/mmoe_synthetic.py --protocol paper --seeds 200 \
+      --models mmoe --out /tmp/mmoe
+  python benchmarks/mmoe_synthetic.py --protocol paper --seeds 0 \
+      --merge /tmp/sb.json --merge /tmp/mmoe.json      # one report of both
+
+Runs train ``--at-once`` (50) seeds at a time, the train step vmapped over
+them (``benchmarks/many_seeds.py``: the same numbers as the training loop,
+5-6x faster); ``--at-once 0`` runs them one at a time through
+:func:`mtl_jax.train.loop.train`, each (p, seed) dataset generated into a
+temporary directory unless ``--data-dir`` is given (100k examples are 40 MB a
+dataset; 50 seeds at once hold 2 GB).
 
 It writes ``benchmarks/results/mmoe_synthetic_paper.{json,md,png}`` (the PNG:
 the mean training curves, one panel per model, and every run's final training
-MSE). Its datasets are generated into a temporary directory per (p, seed)
-unless ``--data-dir`` is given (100k examples are 40 MB a dataset).
+MSE).
 """
 
 from __future__ import annotations
@@ -72,6 +85,7 @@ PAPER_OUT = ROOT / "benchmarks" / "results" / "mmoe_synthetic_paper"
 PAPER_MODELS = ("hard_sharing", "mmoe")
 PAPER_STEPS = 8000
 PAPER_SEEDS = 10
+PAPER_AT_ONCE = 50
 
 
 def load_config_module():
@@ -111,6 +125,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   ap.add_argument("--sample-every", type=int, default=10,
                   help="paper: batch losses sampled every this many steps (their "
                   "mean over a --curve-every window is the curve point)")
+  ap.add_argument("--at-once", type=int, default=PAPER_AT_ONCE, metavar="S",
+                  help="paper: train S seeds at once, the train step vmapped over "
+                  "them (benchmarks/many_seeds.py; same numbers as one run at a time, "
+                  "5x faster); 0: one run at a time through the training loop")
   ap.add_argument("--data-dir", default=None,
                   help="dataset cache (default: $MTL_JAX_DATA_DIR or ~/.cache; "
                   "paper: a temporary directory per dataset)")
@@ -425,6 +443,69 @@ def run_paper_one(config, curve_every: int) -> dict:
           "seconds": round(seconds, 2), "steps_per_second": result.steps_per_second}
 
 
+def _logged_steps(num_steps: int, every: int) -> list[int]:
+  """The steps the loop logs with ``train.log_every = every`` (1-based)."""
+  return sorted(set(range(every, num_steps + 1, every)) | {num_steps})
+
+
+def paper_record(losses: np.ndarray, tasks, final_train, test, *, curve_every: int,
+                 sample_every: int, seconds: float, steps_per_second: float) -> dict:
+  """A paper-protocol run's record (as :func:`run_paper_one` makes) from its
+  ``[steps, T]`` batch losses and its final ``[T]`` train and test MSE."""
+  records = [{"step": k, **{f"loss/{t}": float(losses[k - 1, i]) for i, t in enumerate(tasks)}}
+             for k in _logged_steps(len(losses), sample_every)]
+  steps, curve = training_curve(records, tasks, curve_every)
+  mean_curve = np.mean([curve[t] for t in tasks], axis=0)
+  return {"final_train_mse": {t: _sig(v) for t, v in zip(tasks, final_train)},
+          "mean_final_train_mse": _sig(np.mean(final_train)),
+          "test_mse": {t: _sig(v) for t, v in zip(tasks, test)},
+          "mean_test_mse": _sig(np.mean(test)),
+          "curve_steps": steps,
+          "curve": {t: [_sig(v, 4) for v in curve[t]] for t in tasks},
+          "mean_curve": [_sig(v, 4) for v in mean_curve],
+          "seconds": round(seconds, 2), "steps_per_second": steps_per_second}
+
+
+def data_options(config) -> dict:
+  """The dataset options of a run's config (for ``mmoe_synthetic.generate``)."""
+  from mtl_jax.data import mmoe_synthetic
+  return {k: config.data[k] if k in config.data else v
+          for k, v in mmoe_synthetic.DEFAULTS.items()}
+
+
+def run_paper_seeds(trainers: dict, configs: dict, seeds: list, ps: list, args) -> list:
+  """Paper-protocol runs of ``seeds`` at every p and model, the seeds trained
+  at once (:class:`many_seeds.ManySeeds` per model in ``trainers``).
+
+  Each seed's data are drawn once for all p (the same inputs, noise and
+  ``u1, u2`` that a run at any p of that seed reads through the loop).
+  """
+  from mtl_jax.data import mmoe_synthetic
+  any_config = next(iter(configs.values()))
+  split_data = {split: [mmoe_synthetic.generate_correlations(
+      dict(data_options(any_config), seed=seed), split, ps) for seed in seeds]
+      for split in ("train", "test")}
+  runs = []
+  for i, p in enumerate(ps):
+    train = [per_p[i] for per_p in split_data["train"]]
+    test = [per_p[i] for per_p in split_data["test"]]
+    for arch, trainer in trainers.items():
+      t0 = time.perf_counter()
+      batch = trainer.train(seeds, train)
+      final, test_mse = trainer.evaluate(batch, train), trainer.evaluate(batch, test)
+      seconds = time.perf_counter() - t0
+      for j, seed in enumerate(seeds):
+        out = paper_record(batch.losses[:, j], trainer.task_names, final[j], test_mse[j],
+                           curve_every=args.curve_every, sample_every=args.sample_every,
+                           seconds=seconds / len(seeds),
+                           steps_per_second=len(seeds) * args.steps / seconds)
+        runs.append(dict(model=arch, p=p, seed=seed, data_seed=seed, **out))
+      finals = np.mean(final, axis=1)
+      tqdm.write(f"p={p} {arch:13s} seeds {seeds[0]}..{seeds[-1]}: final train MSE "
+                 f"median {np.median(finals):.4f} ({seconds:.1f}s)")
+  return runs
+
+
 def _stats(values) -> dict:
   """Mean, standard error (ddof 1), std (ddof 1), median, min, max, n."""
   v = np.asarray(values, np.float64)
@@ -517,6 +598,59 @@ def rises(runs: list, models_: list, ps: list, *, num_bootstrap: int = 10000,
 
 
 
+def rises_by_p(runs: list, models_: list, ps: list) -> dict:
+  """:func:`rises` from the highest p to each lower p: ``{str(p): rises}``."""
+  hi = max(ps)
+  return {str(p): rises(runs, models_, [hi, p]) for p in sorted(ps, reverse=True)
+          if p != hi}
+
+
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+PER_SEED_TABLE_MAX = 20  # more seeds: quantiles instead of every run's value
+
+
+def _rises_by_p_lines(report: dict, models_: list) -> list:
+  by_p = report.get("rises_by_p") or {}
+  if not by_p or "hard_sharing" not in models_ or len(models_) < 2:
+    return []
+  other = [m for m in models_ if m != "hard_sharing"]
+  hi = max(float(p) for p in report["summary"][models_[0]])
+  lines = ["", f"## Rise of the mean final training MSE from p = {hi}, at every p", "",
+           "mean +- SE per model; the shared bottom's rise minus the other model's "
+           "with its 95% bootstrap interval over seeds and the fraction of resamples "
+           "where it is <= 0.", "",
+           "| p | hard_sharing | " + " | ".join(other) + " | "
+           + " | ".join(f"hard_sharing - {m}" for m in other) + " |",
+           "|---:|---:|" + "---:|" * (2 * len(other))]
+  for p, r in by_p.items():
+    cells = [f"{r[m]['mean']:+.3f} +- {r[m]['se']:.3f}" if m in r else ""
+             for m in ["hard_sharing", *other]]
+    for m in other:
+      v = r.get("hard_sharing", {}).get("vs", {}).get(m, {}).get("mean")
+      cells.append("" if v is None else
+                   f"{v['estimate']:+.3f} [{v['bootstrap_95'][0]:+.3f}, "
+                   f"{v['bootstrap_95'][1]:+.3f}], <= 0: {100 * v['fraction_le_0']:.1f}%")
+    lines.append(f"| {p} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def _distribution_lines(report: dict, models_: list, ps: list) -> list:
+  """Quantiles of every cell's final training MSE (trainability: the
+  paper's Fig. 5 reads it off the spread of the runs)."""
+  lines = ["", "Distribution of the final training MSE over runs (quantiles; every "
+           "run's value is in the JSON):", "",
+           "| model | p | n | " + " | ".join(f"q{int(100 * q)}" for q in QUANTILES) + " |",
+           "|---|---:|---:|" + "---:|" * len(QUANTILES)]
+  for arch in models_:
+    for p in ps:
+      vals = [r["mean_final_train_mse"] for r in report["runs"]
+              if r["model"] == arch and r["p"] == p]
+      if vals:
+        lines.append(f"| {arch} | {p} | {len(vals)} | "
+                     + " | ".join(f"{np.quantile(vals, q):.3f}" for q in QUANTILES) + " |")
+  return lines
+
+
 def _curve_at(cell: dict, step: int) -> float:
   steps = cell["curve_steps"]
   i = min(range(len(steps)), key=lambda j: abs(steps[j] - step))
@@ -576,6 +710,7 @@ def markdown_paper(report: dict) -> str:
                    f"{v['estimate']:+.3f}, 95% bootstrap [{v['bootstrap_95'][0]:+.3f}, "
                    f"{v['bootstrap_95'][1]:+.3f}], <= 0 in {100 * v['fraction_le_0']:.1f}% "
                    "of the resamples.")
+  lines += _rises_by_p_lines(report, models_)
   steps = args["steps"]
   marks = sorted({max(args["curve_every"], steps // 8), steps // 4, steps // 2, steps})
   lines += ["", "## Mean training curve (mean over seeds of the curve points)", "",
@@ -593,15 +728,18 @@ def markdown_paper(report: dict) -> str:
                 f"[{summary[arch][str(p)]['test']['median']:.3f}]"
                 for p in ps if str(p) in summary[arch]) for arch in models_) + "."]
   seeds = sorted({r["seed"] for r in report["runs"]})
-  value = {(r["model"], r["p"], r["seed"]): r["mean_final_train_mse"]
-           for r in report["runs"]}
-  lines += ["", "Every run's final training MSE (mean over the 2 tasks):", "",
-            "| model | p | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-            "|---|---:|" + "---:|" * len(seeds)]
-  for arch in models_:
-    for p in ps:
-      cells = [f"{value[arch, p, s]:.3f}" if (arch, p, s) in value else "" for s in seeds]
-      lines.append(f"| {arch} | {p} | " + " | ".join(cells) + " |")
+  lines += _distribution_lines(report, models_, ps)
+  if len(seeds) <= PER_SEED_TABLE_MAX:
+    value = {(r["model"], r["p"], r["seed"]): r["mean_final_train_mse"]
+             for r in report["runs"]}
+    lines += ["", "Every run's final training MSE (mean over the 2 tasks):", "",
+              "| model | p | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---:|" + "---:|" * len(seeds)]
+    for arch in models_:
+      for p in ps:
+        cells = [f"{value[arch, p, s]:.3f}" if (arch, p, s) in value else ""
+                 for s in seeds]
+        lines.append(f"| {arch} | {p} | " + " | ".join(cells) + " |")
   seconds = [r["seconds"] for r in report["runs"]]
   lines += ["", f"Time: {len(seconds)} runs, {sum(seconds) / 60:.1f} min of training "
             f"(median {np.median(seconds):.1f} s a run; wall time, data generation and "
@@ -675,7 +813,8 @@ def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
                       *(argv if argv is not None else sys.argv[1:])])
   return {"command": command.strip(), "args": vars(args), "params": params,
           "missing": missing, "summary": summarise_paper(runs, models_, ps),
-          "rises": rises(runs, models_, ps), "runs": runs, "merged": sources}
+          "rises": rises(runs, models_, ps), "rises_by_p": rises_by_p(runs, models_, ps),
+          "runs": runs, "merged": sources}
 
 
 def _plan(args):
@@ -691,11 +830,9 @@ def _plan(args):
   return module, models_, missing, ps, params
 
 
-def main_paper(args, argv=None) -> dict:
-  """``--protocol paper``: every run with its own data and initialisation."""
-  module, models_, missing, ps, params = _plan(args)
-  seeds = range(args.first_seed, args.first_seed + args.seeds)
-  runs, t0 = [], time.perf_counter()
+def _paper_runs_one_at_a_time(module, models_, ps, seeds, args) -> list:
+  """Every run through the training loop, one dataset per (p, seed)."""
+  runs = []
   cells = [(p, seed) for p in ps for seed in seeds]
   bar = tqdm(total=len(cells) * len(models_), desc="mmoe_synthetic paper", unit="run",
              disable=None)
@@ -715,6 +852,29 @@ def main_paper(args, argv=None) -> dict:
       if not args.data_dir:
         shutil.rmtree(data_dir, ignore_errors=True)
   bar.close()
+  return runs
+
+
+def _paper_runs_at_once(module, models_, ps, seeds, args) -> list:
+  """The runs ``args.at_once`` seeds at a time, vmapped (benchmarks/many_seeds.py)."""
+  sys.path.insert(0, str(ROOT / "benchmarks"))
+  from many_seeds import ManySeeds
+  configs = {arch: make_config(module, arch, ps[0], seeds[0], args) for arch in models_}
+  trainers = {arch: ManySeeds(c) for arch, c in configs.items()}
+  runs, seeds = [], list(seeds)
+  for start in tqdm(range(0, len(seeds), args.at_once), desc="mmoe_synthetic paper",
+                    unit="batch", disable=None):
+    runs += run_paper_seeds(trainers, configs, seeds[start:start + args.at_once], ps, args)
+  return runs
+
+
+def main_paper(args, argv=None) -> dict:
+  """``--protocol paper``: every run with its own data and initialisation."""
+  module, models_, missing, ps, params = _plan(args)
+  seeds = range(args.first_seed, args.first_seed + args.seeds)
+  t0 = time.perf_counter()
+  collect = _paper_runs_at_once if args.at_once > 0 else _paper_runs_one_at_a_time
+  runs = collect(module, models_, ps, seeds, args)
   print(f"{len(runs)} runs in {(time.perf_counter() - t0) / 60:.1f} min")
   runs, sources = merge(runs, args, args.merge)
   for m in {r["model"] for r in runs}:
@@ -733,6 +893,7 @@ def main(argv=None) -> dict:
     if report["args"].get("protocol") == "paper":
       report["summary"] = summarise_paper(report["runs"], models_, ps)
       report["rises"] = rises(report["runs"], models_, ps)
+      report["rises_by_p"] = rises_by_p(report["runs"], models_, ps)
       print(write_paper(report, args.render[:-len(".json")]))
       return report
     report["summary"] = summarise(report["runs"], models_, ps)

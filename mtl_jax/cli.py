@@ -28,17 +28,25 @@ from ml_collections import config_flags
 
 COMMANDS = ("train", "compare", "eval", "report")
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).")
-_RESUME = flags.DEFINE_bool("resume", False, "Resume from the latest checkpoint.")
-_METHODS = flags.DEFINE_list("methods", None,
-                             "compare: methods to run (weighting or aggregation names, "
-                             "or 'config').")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
-_PROGRESS = flags.DEFINE_bool("progress", None, "Force the progress bar on or off.")
-_OUT = flags.DEFINE_string("out", None, "report: output directory (default: the first "
-                           "run directory).")
+
+
+def _define_flags(argv) -> flags.FlagValues:
+  """The command's flags on a fresh ``FlagValues``: each ``main`` call parses
+  its own, so calls in one process (tests, notebooks) never collide on the
+  ``--config.*`` override flags that parsing defines."""
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                  flag_values=fv, lock_config=True, sys_argv=argv)
+  flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).",
+                      flag_values=fv)
+  flags.DEFINE_bool("resume", False, "Resume from the latest checkpoint.", flag_values=fv)
+  flags.DEFINE_list("methods", None, "compare: methods to run (weighting or aggregation "
+                    "names, or 'config').", flag_values=fv)
+  flags.DEFINE_string("split", "test", "Split to evaluate.", flag_values=fv)
+  flags.DEFINE_bool("progress", None, "Force the progress bar on or off.", flag_values=fv)
+  flags.DEFINE_string("out", None, "report: output directory (default: the first run "
+                      "directory).", flag_values=fv)
+  return fv
 
 
 def _usage() -> str:
@@ -51,11 +59,11 @@ def _print_eval(values: dict, losses: dict) -> None:
     print(f"  {task}: {shown}, loss={losses[task]:.4f}")
 
 
-def _train(config) -> int:
+def _train(config, fv) -> int:
   from mtl_jax.train import loop, signals
   try:
-    result = loop.train(config, workdir=_WORKDIR.value, resume=_RESUME.value,
-                        progress=_PROGRESS.value)
+    result = loop.train(config, workdir=fv.workdir, resume=fv.resume,
+                        progress=fv.progress)
   except loop.NonFiniteHalt as e:  # exit 3: the run diverged (checkpoint saved)
     print(f"mtl-jax train: {e}", file=sys.stderr)
     return 3
@@ -69,39 +77,39 @@ def _train(config) -> int:
     _print_eval(values, result.eval_losses[split])
 
 
-def _compare(config) -> None:
+def _compare(config, fv) -> None:
   from mtl_jax.train import compare
-  summary = compare.compare(config, _METHODS.value, workdir=_WORKDIR.value,
-                            progress=_PROGRESS.value, split=_SPLIT.value)
+  summary = compare.compare(config, fv.methods, workdir=fv.workdir,
+                            progress=fv.progress, split=fv.split)
   print(f"\nPer-task {summary['split']} metrics; Delta_m% vs. single-task "
         "baselines (lower is better):\n")
   print(summary["table"])
 
 
-def _eval(config) -> None:
+def _eval(config, fv) -> None:
   import os
   from mtl_jax.train import loop
   from mtl_jax.train.checkpoint import Checkpointer, meta_for
   s = loop.setup(config)  # main() has run validate.check_config already
   compiled = loop.compile_run(s)
-  workdir = _WORKDIR.value or config.workdir
+  workdir = fv.workdir or config.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=0)
   state, _, step = ckpt.restore(compiled.abstract_state, meta_for(s.tasks, config))
   ckpt.close()
-  values, losses = loop.evaluate(s, compiled, state, _SPLIT.value)
-  print(f"step {step}, {_SPLIT.value}:")
+  values, losses = loop.evaluate(s, compiled, state, fv.split)
+  print(f"step {step}, {fv.split}:")
   _print_eval(values, losses)
   print(json.dumps(values))
 
 
-def _report(run_dirs) -> int:
+def _report(run_dirs, fv) -> int:
   from mtl_jax import report
   if not run_dirs:
     print(f"mtl-jax report: give one or more run directories.\n\n{_usage()}",
           file=sys.stderr)
     return 2
   try:
-    path = report.render(run_dirs, _OUT.value, split=_SPLIT.value, progress=_PROGRESS.value)
+    path = report.render(run_dirs, fv.out, split=fv.split, progress=fv.progress)
   except FileNotFoundError as e:
     print(e, file=sys.stderr)
     return 2
@@ -115,20 +123,19 @@ def main(argv=None) -> int:
     print(_usage(), file=sys.stderr)
     return 2
   command = argv.pop(1)
-  # config_flags reads its --config.* overrides from sys.argv at parse time.
-  sys.argv = argv
+  fv = _define_flags(argv)
   try:
-    rest = flags.FLAGS(argv)
+    rest = fv(argv)
   except (flags.Error, KeyError, AttributeError, ValueError) as e:
     message = e.args[0] if isinstance(e, KeyError) and e.args else e
     print(f"mtl-jax {command}: {message}", file=sys.stderr)
     return 2
   if command == "report":  # positional run directories, no --config
-    return _report(rest[1:])
+    return _report(rest[1:], fv)
   if len(rest) > 1:
     print(f"mtl-jax {command}: unexpected arguments {rest[1:]}", file=sys.stderr)
     return 2
-  if _CONFIG.value is None:
+  if fv.config is None:
     print(f"mtl-jax {command}: --config is required.\n\n{_usage()}", file=sys.stderr)
     return 2
   from mtl_jax.data.catalog import MissingDataError
@@ -136,16 +143,16 @@ def main(argv=None) -> int:
   try:
     # A config error or missing data is the user's setup, not a bug: one line
     # naming the key and value, no traceback.
-    validate.check_config(_CONFIG.value)
+    validate.check_config(fv.config)
   except MissingDataError as e:
     print(f"mtl-jax {command}: {e}", file=sys.stderr)
     return 2
   except (ValueError, TypeError) as e:
     print(f"mtl-jax {command}: invalid config: {e}", file=sys.stderr)
     return 2
-  distributed.initialize(_CONFIG.value)
+  distributed.initialize(fv.config)
   try:
-    return {"train": _train, "compare": _compare, "eval": _eval}[command](_CONFIG.value) or 0
+    return {"train": _train, "compare": _compare, "eval": _eval}[command](fv.config, fv) or 0
   except MissingDataError as e:
     print(f"mtl-jax {command}: {e}", file=sys.stderr)
     return 2

@@ -22,7 +22,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -65,15 +65,30 @@ def targets(weights: np.ndarray, x: np.ndarray, num_sines: int) -> np.ndarray:
 
 def generate(options: Mapping[str, Any], split: str) -> dict[str, np.ndarray]:
   """All examples of ``split`` as arrays (what the builder writes)."""
-  weights = task_weights(options)
+  return generate_correlations(options, split, [options["correlation"]])[0]
+
+
+def generate_correlations(options: Mapping[str, Any], split: str,
+                          correlations: Sequence[float]) -> list[dict[str, np.ndarray]]:
+  """``split`` at each correlation, from one draw of inputs and noise.
+
+  Element ``i`` equals ``generate({**options, 'correlation': correlations[i]},
+  split)``: the inputs, the noise and ``u1, u2`` depend on the seed only, so
+  datasets of one seed at several correlations share their inputs (a study
+  over p reads the same ``x`` and ``y1`` at every p) and are drawn once.
+  """
   rng = embedded.split_rng(options, split)
   n, d = int(options[f"num_{split}"]), int(options["input_dim"])
   # The float32 inputs are what the model sees, so targets are computed from them.
   x = rng.standard_normal((n, d)).astype(np.float32)
-  y = targets(weights, x.astype(np.float64), int(options["num_sines"]))
-  y = y + float(options["noise"]) * rng.standard_normal((n, 2))
-  return {"x": x, "y1": y[:, 0].astype(np.float32),
-          "y2": y[:, 1].astype(np.float32)}
+  noise = float(options["noise"]) * rng.standard_normal((n, 2))
+  x64, out = x.astype(np.float64), []
+  for p in correlations:
+    weights = task_weights({**options, "correlation": p})
+    y = targets(weights, x64, int(options["num_sines"])) + noise
+    out.append({"x": x, "y1": y[:, 0].astype(np.float32),
+                "y2": y[:, 1].astype(np.float32)})
+  return out
 
 
 class MmoeSynthetic(embedded.RegressionBuilder, skip_registration=True):

@@ -120,7 +120,7 @@ def final_results(records: Sequence[dict], split: str) -> Optional[dict]:
   Evaluation records hold ``<task>/<metric>`` and ``loss/<task>``; losses are
   not metrics and are left out.
   """
-  evals = [r for r in records if r.get("split") == split]
+  evals = [r for r in records if r.get("split") == logger.record_split(split)]
   if not evals:
     return None
   out: dict = {}

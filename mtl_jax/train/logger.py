@@ -1,7 +1,10 @@
 """Metrics as JSON lines (``metrics.jsonl`` in the run directory).
 
 Each line is one record: ``{"step": s, "split": "train" | "validation" |
-"test", ...flat metrics}``. Train records use the names ``loss/<task>``,
+"test" | "train_eval", ...flat metrics}``: ``train`` are the training steps'
+records, the others evaluations of a whole split (``train_eval``: the
+training split evaluated, so its records never mix with the steps' batch
+losses; :func:`record_split`). Train records use the names ``loss/<task>``,
 ``weight/<task>``, ``agg_weight/<task>``, ``cos/<task_a>/<task_b>``,
 ``grad_norm``, ``total_loss``, ``skipped`` and ``empty`` (tasks without labels
 in the batch). Evaluation records use ``<task>/<metric>`` and ``loss/<task>``.
@@ -24,6 +27,14 @@ from typing import Sequence
 import numpy as np
 
 from mtl_jax.tasks import Task
+
+
+TRAIN_EVAL = "train_eval"
+
+
+def record_split(split: str) -> str:
+  """The ``split`` field of the records of an evaluation of ``split``."""
+  return TRAIN_EVAL if split == "train" else split
 
 
 def _py(x):

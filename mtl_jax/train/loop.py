@@ -204,7 +204,7 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
     evaluation, eval_losses = {}, {}
     for split in eval_splits:
       evaluation[split], eval_losses[split] = evaluate(s, compiled, state, split)
-      writer.write(num_steps, split,
+      writer.write(num_steps, logger.record_split(split),
                    logger.flatten_eval(evaluation[split], eval_losses[split]))
   finally:
     writer.close()

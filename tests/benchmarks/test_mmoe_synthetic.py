@@ -100,6 +100,11 @@ def test_paper_protocol_tiny_run_records_curves_and_final_training_loss(tmp_path
   assert {p.name for p in tmp_path.iterdir()} >= {"paper.json", "paper.md", "paper.png"}
   text = (tmp_path / "paper.md").read_text()
   assert "## Final training MSE" in text and "Rise of the final training MSE" in text
+  # p = 1 -> 0 is the only lower p here: the per-p rise equals the overall one.
+  by_p = report["rises_by_p"]["0.0"]["hard_sharing"]
+  assert by_p["mean"] == pytest.approx(report["rises"]["hard_sharing"]["mean"])
+  assert "| 0.0 | " in text.split("at every p")[1]
+  assert "| hard_sharing | 1.0 | 2 |" in text  # the quantile table
   # The report re-renders from its JSON.
   again = bench.main(["--render", str(tmp_path / "paper.json")])
   assert again["summary"]["mmoe"]["1.0"]["curve_mean"] == report["summary"]["mmoe"]["1.0"][

@@ -1,7 +1,6 @@
 """A catalog config without its data: one clear message before compiling."""
 
 import pathlib
-import sys
 
 import pytest
 
@@ -42,10 +41,7 @@ def test_check_config_passes_embedded_data_without_generating_it(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "compare", "eval"])
 def test_cli_prints_one_message_and_exits_2(command, tmp_path, capsys, monkeypatch):
-  monkeypatch.setattr(sys, "argv", list(sys.argv))
   monkeypatch.setattr(loop, "compile_run", _never_compile)
-  # The data directory comes from the environment: absl defines a
-  # --config.data.data_dir flag once per process, so one test only could pass it.
   monkeypatch.setenv(base.DATA_DIR_ENV, str(tmp_path))
   code = cli.main(["mtl-jax", command, f"--config={CONFIG}",
                    f"--workdir={tmp_path / 'run'}", "--noprogress"])

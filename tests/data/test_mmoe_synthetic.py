@@ -67,3 +67,17 @@ def test_builder_batches(data_dir):
 def test_bad_correlation_raises():
   with pytest.raises(ValueError, match="correlation"):
     mmoe_synthetic.task_weights(dict(OPTIONS, correlation=1.5))
+
+
+def test_one_draw_serves_every_correlation():
+  ps = [1.0, 0.5, 0.0]
+  sets = mmoe_synthetic.generate_correlations(OPTIONS, "train", ps)
+  for p, arrays in zip(ps, sets):
+    alone = mmoe_synthetic.generate(dict(OPTIONS, correlation=p), "train")
+    for key in ("x", "y1", "y2"):
+      np.testing.assert_array_equal(arrays[key], alone[key])
+  # w1 = u1 at every p: the inputs and the first task are one draw.
+  np.testing.assert_array_equal(sets[0]["y1"], sets[2]["y1"])
+  # At p = 1 the tasks differ by their independent noise only (std 0.01 each).
+  assert np.std(sets[0]["y2"] - sets[0]["y1"]) == pytest.approx(0.01 * np.sqrt(2), rel=0.1)
+  assert not np.allclose(sets[1]["y2"], sets[2]["y2"])

@@ -19,9 +19,11 @@ def _train_records(workdir):
 def test_loss_falls_and_step_compiles_once(tiny_sprites_config):
   c = tiny_sprites_config
   c.train.num_steps = 80
-  result = loop.train(c, progress=False)
+  result = loop.train(c, progress=False, eval_splits=("train", "test"))
   assert result.compilations == 1
   records = _train_records(c.workdir)
+  # The evaluation of the training split is logged apart from the steps'
+  # batch losses (it used to be one more "train" record at the last step).
   assert [r["step"] for r in records] == list(range(1, 81))
   # Equal weighting computes no per-task gradients in the step; the loop's
   # probe still logs the gradient cosines (in [-1, 1]) on logged steps.
@@ -36,6 +38,10 @@ def test_loss_falls_and_step_compiles_once(tiny_sprites_config):
   evals = [r for r in logger.read(os.path.join(c.workdir, "metrics.jsonl"))
            if r["split"] == "test"]
   assert evals and evals[0]["shape/accuracy"] == pytest.approx(test["shape"]["accuracy"])
+  train_eval = [r for r in logger.read(os.path.join(c.workdir, "metrics.jsonl"))
+                if r["split"] == logger.TRAIN_EVAL]
+  assert [r["step"] for r in train_eval] == [80]
+  assert train_eval[0]["loss/shape"] == pytest.approx(result.eval_losses["train"]["shape"])
 
 
 class _Interrupt(Exception):
