@@ -605,6 +605,49 @@ def rises_by_p(runs: list, models_: list, ps: list) -> dict:
           if p != hi}
 
 
+def first_task_rises(runs: list, models_: list, ps: list, task: str = "y1") -> dict:
+  """Paired rise of one task's final training MSE from the highest p.
+
+  ``w1 = c u1`` at every p, and a seed's inputs, noise and initialisation do
+  not depend on p: the first task's data are the same at every p of a seed,
+  and only its companion task changes. So the per-seed difference of its
+  MSE between p and the highest p is the cost, for that one target, of
+  sharing the model with a less related task (negative transfer), free of
+  the run-to-run spread of the data. ``{model: {str(p): stats}}``.
+  """
+  hi = max(ps)
+  out = {}
+  for arch in models_:
+    base = {r["seed"]: r["final_train_mse"][task] for r in runs
+            if r["model"] == arch and r["p"] == hi}
+    for p in sorted(ps, reverse=True):
+      if p == hi:
+        continue
+      diffs = [r["final_train_mse"][task] - base[r["seed"]] for r in runs
+               if r["model"] == arch and r["p"] == p and r["seed"] in base]
+      if len(diffs) > 1:
+        out.setdefault(arch, {})[str(p)] = _stats(diffs)
+  return out
+
+
+def _first_task_lines(report: dict, models_: list) -> list:
+  rows = report.get("first_task_rises") or {}
+  if not rows:
+    return []
+  ps = list(next(iter(rows.values())))
+  hi = max(float(p) for p in report["summary"][models_[0]])
+  return ["", f"## The first task alone: paired rise of y1's final training MSE from "
+          f"p = {hi}", "",
+          "y1 is the same data at every p of a seed (w1 = u1; same inputs, noise and "
+          "initialisation); only the task it shares the model with changes. Mean +- SE "
+          "of the per-seed differences.", "",
+          "| model | " + " | ".join(f"p = {p}" for p in ps) + " |",
+          "|---|" + "---:|" * len(ps)] + [
+      f"| {arch} | " + " | ".join(
+          f"{rows[arch][p]['mean']:+.4f} +- {rows[arch][p]['se']:.4f}" if p in rows[arch]
+          else "" for p in ps) + " |" for arch in models_ if arch in rows]
+
+
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 PER_SEED_TABLE_MAX = 20  # more seeds: quantiles instead of every run's value
 
@@ -711,6 +754,7 @@ def markdown_paper(report: dict) -> str:
                    f"{v['bootstrap_95'][1]:+.3f}], <= 0 in {100 * v['fraction_le_0']:.1f}% "
                    "of the resamples.")
   lines += _rises_by_p_lines(report, models_)
+  lines += _first_task_lines(report, models_)
   steps = args["steps"]
   marks = sorted({max(args["curve_every"], steps // 8), steps // 4, steps // 2, steps})
   lines += ["", "## Mean training curve (mean over seeds of the curve points)", "",
@@ -814,6 +858,7 @@ def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
   return {"command": command.strip(), "args": vars(args), "params": params,
           "missing": missing, "summary": summarise_paper(runs, models_, ps),
           "rises": rises(runs, models_, ps), "rises_by_p": rises_by_p(runs, models_, ps),
+          "first_task_rises": first_task_rises(runs, models_, ps),
           "runs": runs, "merged": sources}
 
 
@@ -894,6 +939,7 @@ def main(argv=None) -> dict:
       report["summary"] = summarise_paper(report["runs"], models_, ps)
       report["rises"] = rises(report["runs"], models_, ps)
       report["rises_by_p"] = rises_by_p(report["runs"], models_, ps)
+      report["first_task_rises"] = first_task_rises(report["runs"], models_, ps)
       print(write_paper(report, args.render[:-len(".json")]))
       return report
     report["summary"] = summarise(report["runs"], models_, ps)

@@ -105,7 +105,23 @@ def test_paper_protocol_tiny_run_records_curves_and_final_training_loss(tmp_path
   assert by_p["mean"] == pytest.approx(report["rises"]["hard_sharing"]["mean"])
   assert "| 0.0 | " in text.split("at every p")[1]
   assert "| hard_sharing | 1.0 | 2 |" in text  # the quantile table
+  assert report["first_task_rises"]["mmoe"]["0.0"]["n"] == 2
+  assert "## The first task alone" in text
   # The report re-renders from its JSON.
   again = bench.main(["--render", str(tmp_path / "paper.json")])
   assert again["summary"]["mmoe"]["1.0"]["curve_mean"] == report["summary"]["mmoe"]["1.0"][
       "curve_mean"]
+
+
+def test_first_task_rise_is_paired_by_seed():
+  def run(model, p, seed, y1):
+    return dict(model=model, p=p, seed=seed, final_train_mse={"y1": y1, "y2": 9.0})
+  # Seed 1's y1 is much harder at every p; paired, the rise is exactly +0.1
+  # and +0.3 for every seed (standard error 0).
+  runs = [run("a", 1.0, 0, 0.2), run("a", 1.0, 1, 2.0),
+          run("a", 0.5, 0, 0.3), run("a", 0.5, 1, 2.1),
+          run("a", 0.0, 0, 0.5), run("a", 0.0, 1, 2.3)]
+  out = bench.first_task_rises(runs, ["a"], [1.0, 0.5, 0.0])
+  assert out["a"]["0.5"]["mean"] == pytest.approx(0.1)
+  assert out["a"]["0.0"]["mean"] == pytest.approx(0.3)
+  assert out["a"]["0.0"]["se"] == pytest.approx(0.0, abs=1e-12)
