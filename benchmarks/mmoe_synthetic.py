@@ -120,6 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   ap.add_argument("--num-test", type=int, default=2000)
   ap.add_argument("--num-sines", type=int, default=10,
                   help="m, the sine terms of the targets (alpha_j = j, j = 1..m)")
+  ap.add_argument("--units", type=int, default=None,
+                  help="each expert's width (default 16, the paper's), the shared "
+                  "bottom resized to the same weights (configs/mmoe_synthetic.py)")
   ap.add_argument("--curve-every", type=int, default=100,
                   help="paper: one training-loss curve point per this many steps")
   ap.add_argument("--sample-every", type=int, default=10,
@@ -159,7 +162,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_config(module, arch: str, p: float, seed: int, args, data_dir=None):
   """The run's config; with ``--protocol paper`` the data seed is ``seed``."""
-  c = module.get_config(f"{arch},p={p},seed={seed}")
+  units = getattr(args, "units", None)
+  c = module.get_config(f"{arch},p={p},seed={seed}"
+                        + (f",units={units}" if units is not None else ""))
   c.data.update(dict(num_train=args.num_train, num_test=args.num_test,
                      num_sines=getattr(args, "num_sines", 10)))
   if data_dir or args.data_dir:
@@ -221,7 +226,7 @@ def degradation(summary: dict, arch: str, ps: list, stat: str = "mean") -> float
 
 
 COMPARED = ("protocol", "steps", "lr", "batch_size", "num_train", "num_test",
-            "num_sines")
+            "num_sines", "units")
 PAPER_COMPARED = ("curve_every", "sample_every")
 
 
@@ -700,6 +705,19 @@ def _curve_at(cell: dict, step: int) -> float:
   return cell["curve_mean"][i]
 
 
+GATE_PARAMS = 2 * (100 * 8 + 8)  # MMoE's two softmax gates over 8 experts, d = 100
+
+
+def _gates_note(params: dict) -> str:
+  if "mmoe" not in params:
+    return "."
+  note = f" (MMoE's include its two gates, {GATE_PARAMS:,}: without them " \
+         f"{params['mmoe'] - GATE_PARAMS:,}"
+  if "hard_sharing" in params:
+    note += f", the shared bottom's {params['hard_sharing']:,}"
+  return note + ")."
+
+
 def markdown_paper(report: dict) -> str:
   args, summary, params = report["args"], report["summary"], report["params"]
   models_, ps = _ordered(report)
@@ -712,13 +730,14 @@ def markdown_paper(report: dict) -> str:
            f"{args['num_train']} training / {args['num_test']} test examples, d = 100, "
            f"alpha_j = j, beta_j = (j - 1)^2 (j = 1..{args.get('num_sines', 10)}). Every run has its own data "
            "(data seed = run seed: new u1, u2, inputs, noise) and initialisation. "
+           f"Experts of {args.get('units') or 16} units (8 of them), the shared "
+           "bottom of the same weights. "
            "Training loss: MSE, mean over the two tasks. Curves: per "
            f"{args['curve_every']} steps, the mean of the batch losses sampled every "
            f"{args['sample_every']} steps; final: the MSE on the whole training set "
            "at the end.", "",
            "Parameters: " + ", ".join(f"{m} {params[m]:,}" for m in models_)
-           + " (MMoE's include its two gates, 2 x 808 = 1,616: without them "
-           "13,218, the shared bottom's 13,255).", "",
+           + _gates_note(params), "",
            "## Final training MSE", "",
            "Each cell: mean +- standard error over seeds, [median], (std).", "",
            "| model | " + " | ".join(f"p = {p}" for p in ps) + " |",
@@ -855,6 +874,9 @@ def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
   ps = sorted({r["p"] for r in runs}, reverse=True)
   command = " ".join(["python benchmarks/mmoe_synthetic.py",
                       *(argv if argv is not None else sys.argv[1:])])
+  seeds = len({r["seed"] for r in runs})
+  if seeds > PER_SEED_TABLE_MAX:  # keep the JSON small: the mean curve per run only
+    runs = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
   return {"command": command.strip(), "args": vars(args), "params": params,
           "missing": missing, "summary": summarise_paper(runs, models_, ps),
           "rises": rises(runs, models_, ps), "rises_by_p": rises_by_p(runs, models_, ps),

@@ -3,7 +3,9 @@
 ``get_config(arg)``: ``arg`` is an architecture, optionally followed by
 ``,key=value`` overrides: ``"mmoe"``, ``"hard_sharing,p=0.5"``,
 ``"independent,p=0,seed=2"``. Keys: ``p`` (task correlation, the dataset's
-``correlation``) and ``seed`` (initialisation and shuffling).
+``correlation``), ``seed`` (initialisation and shuffling) and ``units`` (each
+expert's width, 16 by default, with the shared bottom resized to the same
+weights: :func:`shared_bottom_units`; for capacity-limited comparisons).
 
 Architectures and their sizes (inputs d = 100; every model has 13k-15k parameters,
 as the paper compares models of the same size):
@@ -36,16 +38,31 @@ ARCHS = ("mmoe", "dselect_k", "hard_sharing", "soft_sharing", "independent", "cg
 TOWER = dict(hidden=(8,), act="relu")
 
 
-def _model(arch: str) -> dict:
+INPUT_DIM, NUM_EXPERTS, EXPERT_UNITS = 100, 8, 16
+
+
+def shared_bottom_units(expert_units: int = EXPERT_UNITS) -> int:
+  """The shared bottom's width with the weights of MMoE's experts and towers.
+
+  ``8 E d + 2 * 8 E = H d + 2 * 8 H`` (the experts' and the towers' weights,
+  towers of 8 units): ``H = E (8 d + 16) / (d + 16)``; 113 for ``E = 16``,
+  the paper's size.
+  """
+  d, t = INPUT_DIM, TOWER["hidden"][0]
+  return round(expert_units * (NUM_EXPERTS * d + 2 * t) / (d + 2 * t))
+
+
+def _model(arch: str, units: int = EXPERT_UNITS) -> dict:
   if arch in ("mmoe", "dselect_k"):
-    return dict(arch=arch, experts=dict(num=8, hidden=(16,), act="relu"),
+    return dict(arch=arch, experts=dict(num=NUM_EXPERTS, hidden=(units,), act="relu"),
                 gate="softmax" if arch == "mmoe" else "dselect_k", k=2, head=TOWER)
   if arch in ("cgc", "ple"):
     return dict(arch=arch, levels=2 if arch == "ple" else 1, gate="softmax",
                 experts=dict(num_shared=2, num_task=3, hidden=(16,), act="relu"),
                 head=TOWER)
   if arch == "hard_sharing":
-    return dict(arch=arch, trunk=dict(kind="mlp", hidden=(113,), act="relu"), head=TOWER)
+    return dict(arch=arch, trunk=dict(kind="mlp", hidden=(shared_bottom_units(units),),
+                                      act="relu"), head=TOWER)
   if arch == "independent":
     return dict(arch=arch, trunk=dict(kind="mlp", hidden=(64,), act="relu"), head=TOWER)
   if arch == "soft_sharing":
@@ -60,9 +77,9 @@ def _parse(arg: str) -> tuple[str, dict]:
   overrides = {}
   for pair in pairs:
     key, sep, value = pair.partition("=")
-    if not sep or key not in ("p", "seed"):
+    if not sep or key not in ("p", "seed", "units"):
       raise ValueError(f"configs/mmoe_synthetic.py: bad option {pair!r} in {arg!r}; "
-                       "use p=<float> or seed=<int>.")
+                       "use p=<float>, seed=<int> or units=<int>.")
     overrides[key] = float(value) if key == "p" else int(value)
   return arch, overrides
 
@@ -74,12 +91,12 @@ def get_config(arg: str = "mmoe") -> ml_collections.ConfigDict:
   c.seed = overrides.get("seed", 0)
   c.workdir = f"runs/mmoe_synthetic/{arch}"
   c.data = dict(name="mmoe_synthetic", data_dir=ml_collections.config_dict.placeholder(str),
-                correlation=overrides.get("p", 0.5), input_dim=100, num_sines=10,
+                correlation=overrides.get("p", 0.5), input_dim=INPUT_DIM, num_sines=10,
                 scale=1.0, noise=0.01, num_train=100000, num_validation=1000,
                 num_test=2000, seed=0)
   spec = dict(kind="regression", dim=1, metrics=("mse", "mae"))
   c.tasks = {"y1": dict(spec), "y2": dict(spec)}
-  c.model = _model(arch)
+  c.model = _model(arch, overrides.get("units", EXPERT_UNITS))
   c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
                   aggregation_kwargs={}, engine="auto")
   c.optimizer = dict(name="adam", learning_rate=1e-2,

@@ -125,3 +125,16 @@ def test_first_task_rise_is_paired_by_seed():
   assert out["a"]["0.5"]["mean"] == pytest.approx(0.1)
   assert out["a"]["0.0"]["mean"] == pytest.approx(0.3)
   assert out["a"]["0.0"]["se"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("units, width", [(16, 113), (4, 28)])
+def test_units_resize_both_models_to_the_same_weights(units, width):
+  module = bench.load_config_module()
+  args = bench.parse_args(["--protocol", "paper", "--units", str(units)])
+  configs = {m: bench.make_config(module, m, 0.5, 0, args) for m in ("hard_sharing", "mmoe")}
+  assert configs["hard_sharing"].model.trunk.hidden == (width,)
+  assert configs["mmoe"].model.experts.hidden == (units,)
+  params = {m: bench.count_params(c) for m, c in configs.items()}
+  # Without its gates MMoE has the shared bottom's parameters within 1%.
+  assert params["mmoe"] - bench.GATE_PARAMS == pytest.approx(params["hard_sharing"],
+                                                             rel=0.01)
