@@ -17,8 +17,13 @@ parameters for the train step's ``penalty`` hook. Each entry maps a name to a
 weight, or to ``{"weight": w, **options}`` for a penalty with options::
 
   penalty = penalties.build({"l2_to_mean": 1e-3, "trace_norm": 1e-4})
-  penalty = penalties.build({"dselect_entropy": {"weight": 1e-3, "gamma": 2.0}})
+  penalty = penalties.build({"dselect_entropy": 1e-3}, config.model)  # model's gamma
   step = make_train_step(graphdef, tasks, method, tx, penalty=penalty)
+
+Options that describe the model (``model_options`` of ``acts_on``: the
+DSelect-k gates' ``gamma``) come from the model config given to :func:`build`
+(the trainer gives ``config.model``); an entry that sets one to another value
+than the model's is refused.
 """
 
 from __future__ import annotations
@@ -99,7 +104,23 @@ def _term(name: str, weight: float, options: dict) -> Callable[[dict], jax.Array
   return term
 
 
-def build(penalty_config: Optional[Mapping[str, Any]]
+def _with_model_options(name: str, options: dict,
+                        model_config: Optional[Mapping[str, Any]]) -> dict:
+  """``options`` plus the penalty's ``model_options`` read from the model."""
+  for key in getattr(get(name), "model_options", ()):
+    if model_config is None or model_config.get(key, None) is None:
+      continue
+    value = model_config.get(key)
+    if key in options and options[key] != value:
+      raise ValueError(f"model.penalties[{name!r}]: {key}={options[key]!r} differs from "
+                       f"model.{key}={value!r}; the penalty must use the model's value "
+                       f"(leave {key!r} out of the entry).")
+    options = dict(options, **{key: value})
+  return options
+
+
+def build(penalty_config: Optional[Mapping[str, Any]],
+          model_config: Optional[Mapping[str, Any]] = None,
           ) -> Optional[Callable[[dict], jax.Array]]:
   """``penalty(params) -> scalar`` from a mapping penalty name -> weight.
 
@@ -107,6 +128,9 @@ def build(penalty_config: Optional[Mapping[str, Any]]
     penalty_config: e.g. ``{"l2_to_mean": 1e-3, "trace_norm": 1e-4}`` (a
       dict or ConfigDict); a value may also be ``{"weight": w, **options}``
       with the penalty's keyword options. ``None`` or empty means no penalty.
+    model_config: the model's config (``config.model``), where penalties
+      read the options that describe the model (``dselect_entropy``:
+      ``gamma``) unless their entry sets them.
 
   Returns:
     ``penalty(params) = sum_name weight * name(name.select(params), **options)``
@@ -129,6 +153,7 @@ def build(penalty_config: Optional[Mapping[str, Any]]
   for name, spec in sorted(penalty_config.items()):
     get(name)  # Unknown names fail first, with the list of valid ones.
     weight, options = _entry(name, spec)
+    options = _with_model_options(name, options, model_config)
     if weight > 0:
       terms.append(_term(name, weight, options))
   if not terms:

@@ -27,19 +27,23 @@ PyTree = Any
 GROUPS = ("shared", "tasks", "cross")
 
 
-def acts_on(select: Callable[[dict], PyTree]):
+def acts_on(select: Callable[[dict], PyTree], *, model_options: tuple[str, ...] = ()):
   """Declares the parameters a penalty reads: ``penalty(select(params))``.
 
   Args:
     select: maps the model parameters ``{'shared', 'tasks', 'cross'}`` to the
       penalty's first argument; raises ``ValueError`` if they lack it.
+    model_options: keyword options of the penalty that describe the model
+      (e.g. DSelect-k's ``gamma``): ``penalties.build`` takes them from the
+      model config when the penalty's entry does not set them.
 
   Returns:
-    A decorator that stores ``select`` as the penalty's ``select`` attribute
-    (the penalty itself is unchanged: still a function of arrays).
+    A decorator that stores ``select`` and ``model_options`` as attributes of
+    the penalty (itself unchanged: still a function of arrays).
   """
   def declare(fn: Callable) -> Callable:
     fn.select = select
+    fn.model_options = tuple(model_options)
     return fn
   return declare
 

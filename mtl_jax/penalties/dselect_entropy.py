@@ -54,7 +54,7 @@ def _entropy(r: jax.Array) -> jax.Array:
                   axis=-1)
 
 
-@acts_on(selector_logits)
+@acts_on(selector_logits, model_options=("gamma",))
 def dselect_entropy(z_logits: PyTree, gamma: float = 1.0) -> jax.Array:
   """DSelect-k's entropy regulariser: every single-expert selector to one-hot.
 
@@ -79,8 +79,9 @@ def dselect_entropy(z_logits: PyTree, gamma: float = 1.0) -> jax.Array:
 
   Args:
     z_logits: selector logits ``[k, m]``, or a pytree of them (one per gate).
-    gamma: the gates' smooth-step width; must equal ``model.gamma`` (set it
-      with ``penalties={"dselect_entropy": {"weight": w, "gamma": g}}``).
+    gamma: the gates' smooth-step width, ``model.gamma``: built from a model
+      config (``penalties.build(..., model_config)``, as the trainer does),
+      the penalty reads it from there.
 
   Returns:
     A scalar.

@@ -70,7 +70,7 @@ def setup(config) -> Setup:
   part = models.partition(model)
   method = build_method(config.method, has_representation=hasattr(model, "encode"))
   tx = optimizer.build(config.optimizer, int(config.train.num_steps))
-  penalty = penalties.build(config.model.get("penalties", None))
+  penalty = penalties.build(config.model.get("penalties", None), config.model)
   return Setup(config, tasks, part, method, tx, input_shape, penalty)
 
 

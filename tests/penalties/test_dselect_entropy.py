@@ -91,9 +91,18 @@ def test_build_reads_every_task_conditioned_gate():
     gate = dict(grads["tasks"][name]["gate"], z_logits=0.0)
     others = [grads["shared"], grads["tasks"][name]["head"], gate]
     assert not any(np.any(np.asarray(g)) for g in jax.tree.leaves(others))
-  # gamma is an option of the entry.
+  # gamma is an option of the entry, and read from the model config.
+  expected_wide = 0.5 * sum(_np_entropy(v / 2.0) for v in z.values())
   wide = penalties.build({"dselect_entropy": {"weight": 0.5, "gamma": 2.0}})
-  _close(wide(params), 0.5 * sum(_np_entropy(v / 2.0) for v in z.values()), 1e-4)
+  _close(wide(params), expected_wide, 1e-4)
+  from_model = penalties.build({"dselect_entropy": 0.5}, {"arch": "mmoe", "gamma": 2.0})
+  _close(from_model(params), expected_wide, 1e-4)
+  with pytest.raises(ValueError, match=r"'dselect_entropy'.*gamma=3.0 differs from "
+                     r"model.gamma=2.0"):
+    penalties.build({"dselect_entropy": {"weight": 0.5, "gamma": 3.0}}, {"gamma": 2.0})
+  # A model config without gamma (the gates' default, 1) keeps the default.
+  _close(penalties.build({"dselect_entropy": 0.5}, {"arch": "mmoe"})(params),
+         penalty(params), 1e-6)
 
 
 def test_ple_task_and_shared_gates_are_read():
