@@ -231,8 +231,6 @@ def run_case(work: wl.Workload, specs, engine_filter, *, steps, warmup, min_time
       ours, theirs = d["ours"], d["peer"]
       if peer_label == "torch":
         plain_now = 1 / theirs
-      if engine == "representation" and tp.engines.representation is tp.representation_per_task:
-        engine = "representation+fix"
       row = dict(workload=work.name, K=work.num_tasks, method=spec.label,
                  kind=spec.kind, engine=engine, ours_steps_per_s=1 / ours,
                  peer=peer_label, peer_steps_per_s=1 / theirs, ratio=theirs / ours,
@@ -351,10 +349,6 @@ def parse(argv=None) -> argparse.Namespace:
   p.add_argument("--pin", action="store_true",
                  help="pin the process to one core and use 1 torch thread: a "
                       "load-robust measure of the work per step")
-  p.add_argument("--proposed-representation", action="store_true",
-                 help="use the proposed linear-in-T representation engine "
-                      "(throughput.representation_per_task); rows say "
-                      "'representation+fix'")
   p.add_argument("--tag", default="")
   return p.parse_args(argv)
 
@@ -368,9 +362,6 @@ def main(argv=None) -> None:
   torch.set_num_threads(args.threads)
   env = environment()
   env["pinned_to_one_core"] = args.pin
-  env["proposed_representation"] = args.proposed_representation
-  if args.proposed_representation:
-    tp.use_proposed_representation()
   print(f"environment: {env}", flush=True)
   specs = tp.select_methods(args.methods)
   no_peer = sorted(set(args.workloads.split(",")) - set(wl.PEER_WORKLOADS))

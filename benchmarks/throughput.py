@@ -41,16 +41,11 @@ import time
 from typing import Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from benchmarks import workloads as wl
 from mtl_jax import aggregation, weighting
-from mtl_jax.aggregation.base import combine, gramian
 from mtl_jax.train import engines, optimizer, state as state_lib
-from mtl_jax.losses import task_losses
-from mtl_jax.models.partition import merge
-from mtl_jax.train import step as step_lib
 from mtl_jax.train.step import make_train_step
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -226,8 +221,6 @@ def sweep(methods, workloads, ks, engine_filter, *, steps, warmup, min_time,
           rows.append(dict(workload=name, K=k, method=spec.label, kind=spec.kind,
                            engine=engine, error=f"{type(e).__name__}: {e}"[:300]))
           continue
-        if engine == "representation" and engines.representation is representation_per_task:
-          row["engine"] = "representation+fix"
         log(f"{name} K={k:2d} {spec.label:>14}/{engine:<14} "
             f"{row['steps_per_s']:8.1f} steps/s  {row['cpu_ms']:7.2f} ms CPU  "
             f"compile {row['compile_s']:5.1f}s  xla {row['xla_peak_mb']:.1f} MB")
@@ -235,67 +228,6 @@ def sweep(methods, workloads, ks, engine_filter, *, steps, warmup, min_time,
         if on_row is not None:
           on_row(rows)
   return rows
-
-
-# ----------------------------------------------------------------- proposed engine
-
-
-def representation_per_task(encode, decode, params, rest, batch, method, wstate,
-                            astate, extras) -> engines.EngineOut:
-  """PROPOSAL for ``engines.representation``: per-task decode, linear in T.
-
-  The current engine takes ``vmap(vjp_decode)(eye(T))``: every one of the T
-  cotangents runs back through *all* T heads, so XLA materialises one
-  ``[T, B, D]`` array per head and adds them (T^2 B D work and memory traffic;
-  on W1 at T = 32, 256 MB per step: 57 ms of CPU vs 2 ms for the weighted
-  engine). Here every task decodes its own copy ``z_t`` of the representation
-  (``decode`` takes ``{task: z_t}``, see :func:`per_task_encode_decode`), so
-  ONE VJP with cotangent ones returns ``dL_t/dz_t`` for all tasks, and a second
-  with the loss weights gives the head gradients. Same numbers, T B D work.
-  """
-  heads = {g: params[g] for g in engines.HEAD_GROUPS if g in params}
-  z, vjp_encode, new_rest = jax.vjp(
-      lambda s: encode(s, params, rest, batch), params["shared"], has_aux=True)
-  names = decode.task_names
-  losses, vjp_decode, counts = jax.vjp(
-      lambda zs, h: decode(zs, h, params, new_rest, batch),
-      {n: z for n in names}, heads, has_aux=True)
-  jac_z_by_task = vjp_decode(jnp.ones_like(losses))[0]
-  jac_z = jnp.stack([jac_z_by_task[n] for n in names])
-  gram = gramian(jac_z)
-  w, wstate = engines._loss_weights(method, losses, wstate, extras, gram)  # pylint: disable=protected-access
-  a, astate = engines._aggregation_weights(  # pylint: disable=protected-access
-      method, w[:, None] * gram * w[None, :], losses, astate, extras)
-  (shared_dir,) = vjp_encode(combine(a * w, jac_z))
-  grads = {"shared": shared_dir, **vjp_decode(w)[1]}
-  return engines.EngineOut(grads, losses, counts, new_rest, w, a, gram, wstate, astate)
-
-
-_MAKE_ENCODE_DECODE = step_lib.make_encode_decode
-
-
-def per_task_encode_decode(graphdef, tasks):
-  """``step.make_encode_decode`` whose decode takes ``{task: z_task}``.
-
-  The proposal for the models: ``decode`` accepts a mapping task ->
-  representation and feeds each head its own entry (a one-line change in
-  ``HardSharing.decode``); here it calls the heads ``model.tasks[name]``.
-  """
-  encode, _ = _MAKE_ENCODE_DECODE(graphdef, tasks)
-
-  def decode(zs, heads, params, rest, batch):
-    model = merge(graphdef, dict(params, **heads), rest)
-    preds = {t.name: model.tasks[t.name](zs[t.name], train=True) for t in tasks}
-    return task_losses(tasks, preds, batch)
-
-  decode.task_names = tuple(t.name for t in tasks)
-  return encode, decode
-
-
-def use_proposed_representation() -> None:
-  """Benchmark-only: routes the step's representation engine to the proposal."""
-  step_lib.make_encode_decode = per_task_encode_decode
-  engines.representation = representation_per_task
 
 
 # ----------------------------------------------------------------- W2 conv study
@@ -450,9 +382,6 @@ def parse(argv=None) -> argparse.Namespace:
                  help="only compare W2 conv formulations")
   p.add_argument("--pin", action="store_true",
                  help="pin the process to one core (load-robust work measure)")
-  p.add_argument("--proposed-representation", action="store_true",
-                 help="measure the proposed linear-in-T representation engine "
-                      "(rows labelled 'representation+fix')")
   p.add_argument("--list", action="store_true", help="list the methods and exit")
   return p.parse_args(argv)
 
@@ -477,9 +406,6 @@ def main(argv=None) -> None:
     pin_to_one_core()
   env = environment()
   env["pinned_to_one_core"] = args.pin
-  env["proposed_representation"] = args.proposed_representation
-  if args.proposed_representation:
-    use_proposed_representation()
   print(f"environment: {env}", flush=True)
   log = lambda s: print(s, flush=True)
   if args.list:

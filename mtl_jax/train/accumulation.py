@@ -339,14 +339,15 @@ def representation(acc, encode, decode, params, rest, batch, method, wstate, ast
   names = sorted(params["tasks"])
 
   def decode_sums(zs, heads, rest, batch):
-    losses, counts = decode(zs, heads, params, rest, batch)
-    return losses * counts.astype(losses.dtype)
+    losses, (counts, rest) = decode(zs, heads, params, rest, batch)
+    return losses * counts.astype(losses.dtype), rest
 
   def gram_body(carry, batch):
     gram, sums, rest = carry
     z, new_rest = encode(params["shared"], params, rest, batch)
-    s, vjp_decode = jax.vjp(lambda zs: decode_sums(zs, heads, new_rest, batch),
-                            {name: z for name in names})
+    s, vjp_decode, new_rest = jax.vjp(
+        lambda zs: decode_sums(zs, heads, new_rest, batch), {name: z for name in names},
+        has_aux=True)
     dz = vjp_decode(split.inv)[0]  # task t's rows of d L_t / dz (one copy each)
     return gram + gramian(jnp.stack([dz[n] for n in names])), sums + s, new_rest
   num_tasks = split.counts.shape[0]
@@ -362,8 +363,8 @@ def representation(acc, encode, decode, params, rest, batch, method, wstate, ast
     grads, rest = carry
     z, vjp_encode, new_rest = jax.vjp(lambda s: encode(s, params, rest, batch),
                                       params["shared"], has_aux=True)
-    _, vjp_decode = jax.vjp(lambda zs, h: decode_sums(zs, h, new_rest, batch),
-                            {name: z for name in names}, heads)
+    _, vjp_decode, new_rest = jax.vjp(lambda zs, h: decode_sums(zs, h, new_rest, batch),
+                                      {name: z for name in names}, heads, has_aux=True)
     dz = vjp_decode(shared_cot)[0]
     (shared,) = vjp_encode(sum(dz[n] for n in names))
     return _add(grads, {"shared": shared, **vjp_decode(head_cot)[1]}), new_rest

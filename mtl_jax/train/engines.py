@@ -249,7 +249,7 @@ def representation(encode, decode, params, rest, batch, method, wstate, astate,
   # encode/decode contract), so a single VJP of the summed losses yields every
   # row of the Jacobian w.r.t. z, instead of T VJPs through all the heads.
   names = sorted(params["tasks"])
-  losses, vjp_decode, counts = jax.vjp(
+  losses, vjp_decode, (counts, new_rest) = jax.vjp(
       lambda zs, h: decode(zs, h, params, new_rest, batch),
       {name: z for name in names}, heads, has_aux=True)
   dz = vjp_decode(jnp.ones_like(losses))[0]

@@ -69,9 +69,12 @@ def make_encode_decode(graphdef, tasks: Sequence[Task], *,
                        compute_dtype: precision.DTypeLike = "float32"):
   """The two halves of the forward pass for the representation engine.
 
-  ``encode`` returns the representation ``z`` in float32, so the Jacobian
-  w.r.t. ``z`` and its Gramian are float32; ``decode`` casts it back to the
-  compute dtype.
+  ``encode(shared, params, rest, batch) -> (z, rest)`` returns the
+  representation ``z`` in float32, so the Jacobian w.r.t. ``z`` and its
+  Gramian are float32; ``decode(z, heads, params, rest, batch) -> (losses,
+  (counts, rest))`` casts it back to the compute dtype. Each returns the
+  non-parameter state after its half (batch statistics of the trunk, then of
+  the heads).
   """
   dtype = precision.compute_dtype(compute_dtype)
 
@@ -83,7 +86,8 @@ def make_encode_decode(graphdef, tasks: Sequence[Task], *,
   def decode(z, heads, params, rest, batch):
     model = precision.merge(graphdef, dict(params, **heads), rest, dtype)
     preds = model.decode(precision.cast_floating(z, dtype), train=True)
-    return task_losses(tasks, _float32(preds), batch)
+    losses, counts = task_losses(tasks, _float32(preds), batch)
+    return losses, (counts, precision.like(_rest_of(model), rest))
   return encode, decode
 
 

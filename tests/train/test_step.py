@@ -3,9 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
-from mtl_jax.train import engines
+from mtl_jax import models
+from mtl_jax.models.hard_sharing import HardSharing
+from mtl_jax.train import engines, state as state_lib
 from mtl_jax.train.step import make_forward, make_train_step
 from tests.train import helpers as h
 
@@ -136,3 +140,38 @@ def test_periodic_engine_refuses_full_jacobian_aggregators():
   with pytest.raises(ValueError, match="method.every > 1"):
     engines.resolve(h.EQUAL, h.MEAN._replace(weights=None), "jacobian",
                     has_representation=True, every=2)
+
+
+class _NormHead(nnx.Module):
+  """A task head with batch norm: state that changes in ``decode``."""
+
+  def __init__(self, features: int, out: int, *, rngs: nnx.Rngs):
+    self.norm = nnx.BatchNorm(features, momentum=0.5, rngs=rngs)
+    self.out = nnx.Linear(features, out, rngs=rngs)
+
+  def __call__(self, z, *, train: bool = False):
+    return self.out(self.norm(z, use_running_average=not train))
+
+
+@pytest.mark.parametrize("accumulation_steps", [1, 2])
+def test_representation_engine_keeps_the_heads_batch_statistics(accumulation_steps):
+  """Batch statistics updated inside ``decode`` reach the new state, as with
+  the full-forward engines (they were dropped: the state kept the trunk's)."""
+  model = HardSharing(h.TASKS, (8, 8, 1), h.model_config(), rngs=nnx.Rngs(0))
+  model.tasks = nnx.Dict({t.name: _NormHead(model.shared.out_features, t.out_features,
+                                            rngs=nnx.Rngs(1)) for t in h.TASKS})
+  p = models.partition(model)
+  rests = {}
+  for engine in ("weighted", "representation"):
+    method = engines.resolve(h.EQUAL, None if engine == "weighted" else h.MEAN, engine,
+                             has_representation=True)
+    tx = optax.sgd(1e-2)
+    state = state_lib.create(models.params_of(p), p.rest, tx, method, len(h.TASKS), 0)
+    step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx,
+                                   accumulation_steps=accumulation_steps))
+    rests[engine] = step(state, h.batch(0))[0].rest
+  before = jax.tree.leaves(p.rest["tasks"])
+  after = jax.tree.leaves(rests["representation"]["tasks"])
+  assert before and any(not np.allclose(a, b) for a, b in zip(after, before))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               rests["representation"], rests["weighted"])
