@@ -520,9 +520,29 @@ def _stats(values) -> dict:
           "max": float(np.max(v)), "n": len(v)}
 
 
-def summarise_paper(runs: list, models_: list, ps: list) -> dict:
+CURVE_KEYS = ("curve_steps", "curve_mean", "curve_se")
+
+
+def _curve_summary(cell: list) -> dict:
+  """Mean training curve of a cell's runs and its standard error."""
+  curves = np.array([r["mean_curve"] for r in cell], np.float64)
+  n = len(cell)
+  sem = (np.std(curves, axis=0, ddof=1) / math.sqrt(n) if n > 1
+         else np.zeros(curves.shape[1]))
+  return {"curve_steps": cell[0]["curve_steps"],
+          "curve_mean": [_sig(v, 4) for v in curves.mean(axis=0)],
+          "curve_se": [_sig(v, 3) for v in sem]}
+
+
+def summarise_paper(runs: list, models_: list, ps: list,
+                    previous: dict | None = None) -> dict:
   """Per model and p: statistics of the final train / test MSE over seeds,
-  and the mean training curve with its standard error."""
+  and the mean training curve with its standard error.
+
+  Runs of a compact report (:func:`_paper_report` with many seeds) carry no
+  curves; a cell whose runs lack them keeps the curve of ``previous`` (the
+  summary the report was written with), else has none.
+  """
   summary = {}
   for arch in models_:
     summary[arch] = {}
@@ -530,19 +550,17 @@ def summarise_paper(runs: list, models_: list, ps: list) -> dict:
       cell = [r for r in runs if r["model"] == arch and r["p"] == p]
       if not cell:
         continue
-      curves = np.array([r["mean_curve"] for r in cell], np.float64)
-      n = len(cell)
-      sem = (np.std(curves, axis=0, ddof=1) / math.sqrt(n) if n > 1
-             else np.zeros(curves.shape[1]))
       tasks = sorted(cell[0]["final_train_mse"])
-      summary[arch][str(p)] = {
+      out = summary[arch][str(p)] = {
           "final_train": _stats([r["mean_final_train_mse"] for r in cell]),
           "final_train_tasks": {t: _stats([r["final_train_mse"][t] for r in cell])
                                 for t in tasks},
-          "test": _stats([r["mean_test_mse"] for r in cell]),
-          "curve_steps": cell[0]["curve_steps"],
-          "curve_mean": [_sig(v, 4) for v in curves.mean(axis=0)],
-          "curve_se": [_sig(v, 3) for v in sem]}
+          "test": _stats([r["mean_test_mse"] for r in cell])}
+      if all("mean_curve" in r for r in cell):
+        out.update(_curve_summary(cell))
+      else:
+        old = (previous or {}).get(arch, {}).get(str(p), {})
+        out.update({k: old[k] for k in CURVE_KEYS if k in old})
   return summary
 
 
@@ -782,7 +800,7 @@ def markdown_paper(report: dict) -> str:
   for arch in models_:
     for p in ps:
       c = summary[arch].get(str(p))
-      if c is not None:
+      if c is not None and "curve_mean" in c:
         lines.append(f"| {arch} | {p} | "
                      + " | ".join(f"{_curve_at(c, m):.3f}" for m in marks) + " |")
   lines += ["", "Test MSE at the end (mean [median]): "
@@ -829,7 +847,7 @@ def plot_paper(report: dict, path: str) -> None:
   for ax, arch in zip(axes, models_):
     for p in ps:
       c = summary[arch].get(str(p))
-      if c is None:
+      if c is None or "curve_mean" not in c:
         continue
       x, m, se = (np.asarray(c[k], np.float64) for k in ("curve_steps", "curve_mean",
                                                          "curve_se"))
@@ -874,11 +892,14 @@ def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
   ps = sorted({r["p"] for r in runs}, reverse=True)
   command = " ".join(["python benchmarks/mmoe_synthetic.py",
                       *(argv if argv is not None else sys.argv[1:])])
-  seeds = len({r["seed"] for r in runs})
-  if seeds > PER_SEED_TABLE_MAX:  # keep the JSON small: the mean curve per run only
-    runs = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
+  summary = summarise_paper(runs, models_, ps)
+  if len({r["seed"] for r in runs}) > PER_SEED_TABLE_MAX:
+    # Keep the JSON small: the curves live in the summary (mean and SE per
+    # cell); the runs keep their final values.
+    runs = [{k: v for k, v in r.items() if k not in ("curve", "mean_curve", "curve_steps")}
+            for r in runs]
   return {"command": command.strip(), "args": vars(args), "params": params,
-          "missing": missing, "summary": summarise_paper(runs, models_, ps),
+          "missing": missing, "summary": summary,
           "rises": rises(runs, models_, ps), "rises_by_p": rises_by_p(runs, models_, ps),
           "first_task_rises": first_task_rises(runs, models_, ps),
           "runs": runs, "merged": sources}
@@ -958,7 +979,7 @@ def main(argv=None) -> dict:
       report = json.load(f)
     models_, ps = _ordered(report)
     if report["args"].get("protocol") == "paper":
-      report["summary"] = summarise_paper(report["runs"], models_, ps)
+      report["summary"] = summarise_paper(report["runs"], models_, ps, report["summary"])
       report["rises"] = rises(report["runs"], models_, ps)
       report["rises_by_p"] = rises_by_p(report["runs"], models_, ps)
       report["first_task_rises"] = first_task_rises(report["runs"], models_, ps)

@@ -138,3 +138,29 @@ def test_units_resize_both_models_to_the_same_weights(units, width):
   # Without its gates MMoE has the shared bottom's parameters within 1%.
   assert params["mmoe"] - bench.GATE_PARAMS == pytest.approx(params["hard_sharing"],
                                                              rel=0.01)
+
+
+def test_big_reports_keep_curves_in_the_summary_only(tmp_path):
+  def run(model, p, seed):
+    v = 0.5 + 0.01 * seed + (1 - p) * 0.1
+    return dict(model=model, p=p, seed=seed, data_seed=seed, mean_final_train_mse=v,
+                final_train_mse={"y1": v, "y2": v}, mean_test_mse=v,
+                test_mse={"y1": v, "y2": v}, curve_steps=[10, 20],
+                curve={"y1": [2 * v, v], "y2": [2 * v, v]}, mean_curve=[2 * v, v],
+                seconds=1.0, steps_per_second=1.0)
+  seeds = bench.PER_SEED_TABLE_MAX + 1
+  runs = [run(m, p, s) for m in ("hard_sharing", "mmoe") for p in (1.0, 0.0)
+          for s in range(seeds)]
+  args = bench.parse_args(["--protocol", "paper", "--steps", "20", "--curve-every", "10"])
+  report = bench._paper_report(runs, args, {"hard_sharing": 1, "mmoe": 2}, [], [], [])
+  assert not any("mean_curve" in r or "curve" in r for r in report["runs"])
+  cell = report["summary"]["mmoe"]["0.0"]
+  assert cell["curve_steps"] == [10, 20]
+  assert cell["curve_mean"][1] == pytest.approx(cell["final_train"]["mean"])
+  # Re-rendering the compact JSON keeps the curves of the written summary.
+  out = tmp_path / "big"
+  bench.write_paper(report, str(out))
+  again = bench.main(["--render", str(out) + ".json"])
+  assert again["summary"]["mmoe"]["0.0"]["curve_mean"] == cell["curve_mean"]
+  text = (tmp_path / "big.md").read_text()
+  assert "Every run's final training MSE" not in text and "| mmoe | 0.0 | 21 |" in text
