@@ -116,6 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                   help=f"training steps (default 8000; paper: {PAPER_STEPS})")
   ap.add_argument("--batch-size", type=int, default=128)
   ap.add_argument("--lr", type=float, default=1e-2)
+  ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                  help="learning-rate schedule (cosine: decays to 0 at the last step)")
   ap.add_argument("--num-train", type=int, default=100000)
   ap.add_argument("--num-test", type=int, default=2000)
   ap.add_argument("--num-sines", type=int, default=10,
@@ -170,6 +172,7 @@ def make_config(module, arch: str, p: float, seed: int, args, data_dir=None):
   if data_dir or args.data_dir:
     c.data.data_dir = data_dir or args.data_dir
   c.optimizer.learning_rate = args.lr
+  c.optimizer.schedule = getattr(args, "schedule", "constant")
   c.train.update(dict(num_steps=args.steps, batch_size=args.batch_size,
                       log_every=max(args.steps, 1), checkpoint_every=0))
   if getattr(args, "protocol", "fixed") == "paper":
@@ -225,8 +228,8 @@ def degradation(summary: dict, arch: str, ps: list, stat: str = "mean") -> float
   return summary[arch][lo][stat] - summary[arch][hi][stat]
 
 
-COMPARED = ("protocol", "steps", "lr", "batch_size", "num_train", "num_test",
-            "num_sines", "units")
+COMPARED = ("protocol", "steps", "lr", "schedule", "batch_size", "num_train",
+            "num_test", "num_sines", "units")
 PAPER_COMPARED = ("curve_every", "sample_every")
 
 
@@ -240,6 +243,7 @@ def merge(runs: list, args, paths: list) -> tuple[list, list]:
   new_args = dict(vars(args))
   new_args.setdefault("protocol", "fixed")  # reports from before --protocol
   new_args.setdefault("num_sines", 10)
+  new_args.setdefault("schedule", "constant")
   keys = COMPARED + (PAPER_COMPARED if new_args["protocol"] == "paper" else ())
   merged, sources = list(runs), []
   for path in paths:
@@ -248,6 +252,7 @@ def merge(runs: list, args, paths: list) -> tuple[list, list]:
     old_args = dict(old["args"])
     old_args.setdefault("protocol", "fixed")
     old_args.setdefault("num_sines", 10)  # reports from before --num-sines
+    old_args.setdefault("schedule", "constant")
     diff = {k: (old_args.get(k), new_args.get(k)) for k in keys
             if old_args.get(k) != new_args.get(k)}
     if diff:
@@ -302,7 +307,8 @@ def markdown(report: dict) -> str:
   lo, hi = min(ps), max(ps)
   lines = [f"# MMoE synthetic: test MSE (mean over the 2 tasks; over "
            f"{_seeds_line(summary)})", "",
-           f"{args['steps']} Adam steps (lr {args['lr']}), batch {args['batch_size']}, "
+           f"{args['steps']} Adam steps (lr {args['lr']}, "
+           f"{args.get('schedule') or 'constant'}), batch {args['batch_size']}, "
            f"{args['num_train']} train / {args['num_test']} test examples, d = 100.", "",
            "Each cell: mean +- std over seeds, then [median].", "",
            "| model | params | " + " | ".join(f"p = {p}" for p in ps)
@@ -744,7 +750,8 @@ def markdown_paper(report: dict) -> str:
                    for m, row in summary.items()})
   lines = [f"# MMoE synthetic, the paper's protocol: training loss ({n}; new data "
            "and initialisation per seed)", "",
-           f"{args['steps']} Adam steps (lr {args['lr']}), batch {args['batch_size']}, "
+           f"{args['steps']} Adam steps (lr {args['lr']}, "
+           f"{args.get('schedule') or 'constant'}), batch {args['batch_size']}, "
            f"{args['num_train']} training / {args['num_test']} test examples, d = 100, "
            f"alpha_j = j, beta_j = (j - 1)^2 (j = 1..{args.get('num_sines', 10)}). Every run has its own data "
            "(data seed = run seed: new u1, u2, inputs, noise) and initialisation. "
