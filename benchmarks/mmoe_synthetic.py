@@ -952,6 +952,8 @@ def _paper_runs_one_at_a_time(module, models_, ps, seeds, args) -> list:
 
 def _paper_runs_at_once(module, models_, ps, seeds, args) -> list:
   """The runs ``args.at_once`` seeds at a time, vmapped (benchmarks/many_seeds.py)."""
+  if not len(seeds):  # only merging earlier reports
+    return []
   sys.path.insert(0, str(ROOT / "benchmarks"))
   from many_seeds import ManySeeds
   configs = {arch: make_config(module, arch, ps[0], seeds[0], args) for arch in models_}
