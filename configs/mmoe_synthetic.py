@@ -23,12 +23,12 @@ as the paper compares models of the same size):
 
 Training: Adam, learning rate 1e-2, batch 128, 8000 steps, 100k training
 examples. The data matter: with 10k examples every model overfits the
-high-frequency sines (test MSE near the target variance, ~7); with a
-learning rate of 1e-3 MMoE is still learning to split its experts after 16k
-steps and the paper's effect does not show yet (see
-``benchmarks/results/mmoe_synthetic.md``).
+high-frequency sines (test MSE near the target variance, ~7).
 
-``benchmarks/mmoe_synthetic.py`` runs the paper's comparison over p.
+``benchmarks/mmoe_synthetic.py`` runs the paper's comparison over p; what it
+found (the paper's finding does not show: both models lose about 8% as p
+falls) is in ``benchmarks/results/mmoe_synthetic_paper200.md`` and the
+reports next to it.
 """
 
 import ml_collections
