@@ -233,6 +233,19 @@ COMPARED = ("protocol", "steps", "lr", "schedule", "batch_size", "num_train",
 PAPER_COMPARED = ("curve_every", "sample_every")
 
 
+def merged_summaries(paths: list) -> dict:
+  """``{model: {p: cell}}`` of the reports at ``paths`` (the first report
+  with a cell wins): the curves of compact reports' cells."""
+  out: dict = {}
+  for path in paths:
+    with open(path) as f:
+      summary = json.load(f).get("summary", {})
+    for arch, cells in summary.items():
+      for p, cell in cells.items():
+        out.setdefault(arch, {}).setdefault(p, cell)
+  return out
+
+
 def merge(runs: list, args, paths: list) -> tuple[list, list]:
   """``runs`` plus the runs of the reports at ``paths`` that ``runs`` lacks.
 
@@ -547,7 +560,8 @@ def summarise_paper(runs: list, models_: list, ps: list,
 
   Runs of a compact report (:func:`_paper_report` with many seeds) carry no
   curves; a cell whose runs lack them keeps the curve of ``previous`` (the
-  summary the report was written with), else has none.
+  summary of a report of the same runs: the one re-rendered, or the merged
+  report that holds the whole cell), else has none.
   """
   summary = {}
   for arch in models_:
@@ -564,9 +578,10 @@ def summarise_paper(runs: list, models_: list, ps: list,
           "test": _stats([r["mean_test_mse"] for r in cell])}
       if all("mean_curve" in r for r in cell):
         out.update(_curve_summary(cell))
-      else:
+      else:  # a summary of these very runs (the same count) kept their curve
         old = (previous or {}).get(arch, {}).get(str(p), {})
-        out.update({k: old[k] for k in CURVE_KEYS if k in old})
+        if old.get("final_train", {}).get("n") == len(cell):
+          out.update({k: old[k] for k in CURVE_KEYS if k in old})
   return summary
 
 
@@ -894,12 +909,12 @@ def write_paper(report: dict, out: str) -> str:
 
 
 def _paper_report(runs: list, args, params: dict, missing: list, sources: list,
-                  argv) -> dict:
+                  argv, previous: dict | None = None) -> dict:
   models_ = _by_rank({r["model"] for r in runs})
   ps = sorted({r["p"] for r in runs}, reverse=True)
   command = " ".join(["python benchmarks/mmoe_synthetic.py",
                       *(argv if argv is not None else sys.argv[1:])])
-  summary = summarise_paper(runs, models_, ps)
+  summary = summarise_paper(runs, models_, ps, previous)
   if len({r["seed"] for r in runs}) > PER_SEED_TABLE_MAX:
     # Keep the JSON small: the curves live in the summary (mean and SE per
     # cell); the runs keep their final values.
@@ -976,7 +991,8 @@ def main_paper(args, argv=None) -> dict:
   runs, sources = merge(runs, args, args.merge)
   for m in {r["model"] for r in runs}:
     params.setdefault(m, count_params(make_config(module, m, ps[0], 0, args)))
-  report = _paper_report(runs, args, params, missing, sources, argv)
+  report = _paper_report(runs, args, params, missing, sources, argv,
+                         merged_summaries(args.merge))
   print(write_paper(report, args.out))
   return report
 

@@ -164,3 +164,26 @@ def test_big_reports_keep_curves_in_the_summary_only(tmp_path):
   assert again["summary"]["mmoe"]["0.0"]["curve_mean"] == cell["curve_mean"]
   text = (tmp_path / "big.md").read_text()
   assert "Every run's final training MSE" not in text and "| mmoe | 0.0 | 21 |" in text
+
+
+def test_merging_compact_reports_keeps_each_cells_curve(tmp_path):
+  """Compact (many-seed) reports hold their curves in the summary only; a
+  report merging two of them, one per model, keeps both models' curves."""
+  def run(model, p, seed):
+    v = 0.5 + 0.01 * seed
+    return dict(model=model, p=p, seed=seed, data_seed=seed, mean_final_train_mse=v,
+                final_train_mse={"y1": v, "y2": v}, mean_test_mse=v,
+                test_mse={"y1": v, "y2": v}, curve_steps=[10, 20],
+                mean_curve=[2 * v, v], seconds=1.0, steps_per_second=1.0)
+  argv = ["--protocol", "paper", "--steps", "20", "--curve-every", "10"]
+  args = bench.parse_args(argv)
+  paths = []
+  for model in ("hard_sharing", "mmoe"):
+    runs = [run(model, p, s) for p in (1.0, 0.0) for s in range(bench.PER_SEED_TABLE_MAX + 1)]
+    out = str(tmp_path / model)
+    bench.write_paper(bench._paper_report(runs, args, {model: 1}, [], [], argv), out)
+    paths += ["--merge", out + ".json"]
+  both = bench.main(argv + ["--seeds", "0", "--out", str(tmp_path / "both")] + paths)
+  for model in ("hard_sharing", "mmoe"):
+    assert both["summary"][model]["1.0"]["curve_steps"] == [10, 20]
+  assert "| mmoe | 0.0 | 1.200 | 1.200 | 0.600 |" in (tmp_path / "both.md").read_text()
