@@ -51,7 +51,7 @@ bottom and MMoE, 4 p, 10 seeds, 8000 steps::
 
 Runs train ``--at-once`` (50) seeds at a time, the train step vmapped over
 them (``benchmarks/many_seeds.py``: the same numbers as the training loop,
-5-6x faster); ``--at-once 0`` runs them one at a time through
+4.5x less CPU time); ``--at-once 0`` runs them one at a time through
 :func:`mtl_jax.train.loop.train`, each (p, seed) dataset generated into a
 temporary directory unless ``--data-dir`` is given (100k examples are 40 MB a
 dataset; 50 seeds at once hold 2 GB).
@@ -133,7 +133,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   ap.add_argument("--at-once", type=int, default=PAPER_AT_ONCE, metavar="S",
                   help="paper: train S seeds at once, the train step vmapped over "
                   "them (benchmarks/many_seeds.py; same numbers as one run at a time, "
-                  "5x faster); 0: one run at a time through the training loop")
+                  "4.5x less CPU time); 0: one run at a time through the training loop")
   ap.add_argument("--data-dir", default=None,
                   help="dataset cache (default: $MTL_JAX_DATA_DIR or ~/.cache; "
                   "paper: a temporary directory per dataset)")
