@@ -441,8 +441,25 @@ def training_curve(records: list, tasks, every: int) -> tuple[list, dict]:
   return steps, curve
 
 
+def _paper_run(records: list, tasks, final_train: dict, test: dict, *, curve_every: int,
+               seconds: float, steps_per_second: float) -> dict:
+  """A paper-protocol run's record from its logged batch losses and its final
+  MSE per task on the training and test sets."""
+  steps, curve = training_curve(records, tasks, curve_every)
+  mean_curve = np.mean([curve[t] for t in tasks], axis=0)
+  return {"final_train_mse": {t: _sig(final_train[t]) for t in tasks},
+          "mean_final_train_mse": _sig(np.mean([final_train[t] for t in tasks])),
+          "test_mse": {t: _sig(test[t]) for t in tasks},
+          "mean_test_mse": _sig(np.mean([test[t] for t in tasks])),
+          "curve_steps": steps,
+          "curve": {t: [_sig(v, 4) for v in curve[t]] for t in tasks},
+          "mean_curve": [_sig(v, 4) for v in mean_curve],
+          "seconds": round(seconds, 2), "steps_per_second": steps_per_second}
+
+
 def run_paper_one(config, curve_every: int) -> dict:
-  """One paper-protocol run: training curve, final train and test MSE."""
+  """One paper-protocol run through the loop: training curve, final train
+  and test MSE."""
   from mtl_jax.train import loop
   workdir = tempfile.mkdtemp(prefix="mmoe_synthetic_paper_")
   try:
@@ -453,18 +470,10 @@ def run_paper_one(config, curve_every: int) -> dict:
     records = read_train_records(os.path.join(workdir, "metrics.jsonl"))
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
-  tasks = sorted(result.eval_losses["train"])
-  steps, curve = training_curve(records, tasks, curve_every)
-  mean_curve = np.mean([curve[t] for t in tasks], axis=0)
-  train, test = result.eval_losses["train"], result.eval_losses["test"]
-  return {"final_train_mse": {k: _sig(v) for k, v in train.items()},
-          "mean_final_train_mse": _sig(np.mean(list(train.values()))),
-          "test_mse": {k: _sig(v) for k, v in test.items()},
-          "mean_test_mse": _sig(np.mean(list(test.values()))),
-          "curve_steps": steps,
-          "curve": {t: [_sig(v, 4) for v in curve[t]] for t in tasks},
-          "mean_curve": [_sig(v, 4) for v in mean_curve],
-          "seconds": round(seconds, 2), "steps_per_second": result.steps_per_second}
+  return _paper_run(records, sorted(result.eval_losses["train"]),
+                    result.eval_losses["train"], result.eval_losses["test"],
+                    curve_every=curve_every, seconds=seconds,
+                    steps_per_second=result.steps_per_second)
 
 
 def _logged_steps(num_steps: int, every: int) -> list[int]:
@@ -475,19 +484,14 @@ def _logged_steps(num_steps: int, every: int) -> list[int]:
 def paper_record(losses: np.ndarray, tasks, final_train, test, *, curve_every: int,
                  sample_every: int, seconds: float, steps_per_second: float) -> dict:
   """A paper-protocol run's record (as :func:`run_paper_one` makes) from its
-  ``[steps, T]`` batch losses and its final ``[T]`` train and test MSE."""
-  records = [{"step": k, **{f"loss/{t}": float(losses[k - 1, i]) for i, t in enumerate(tasks)}}
+  ``[steps, T]`` batch losses and its final ``[T]`` train and test MSE: the
+  losses of the steps the loop would log."""
+  records = [{"step": k, **{f"loss/{t}": float(losses[k - 1, i])
+                            for i, t in enumerate(tasks)}}
              for k in _logged_steps(len(losses), sample_every)]
-  steps, curve = training_curve(records, tasks, curve_every)
-  mean_curve = np.mean([curve[t] for t in tasks], axis=0)
-  return {"final_train_mse": {t: _sig(v) for t, v in zip(tasks, final_train)},
-          "mean_final_train_mse": _sig(np.mean(final_train)),
-          "test_mse": {t: _sig(v) for t, v in zip(tasks, test)},
-          "mean_test_mse": _sig(np.mean(test)),
-          "curve_steps": steps,
-          "curve": {t: [_sig(v, 4) for v in curve[t]] for t in tasks},
-          "mean_curve": [_sig(v, 4) for v in mean_curve],
-          "seconds": round(seconds, 2), "steps_per_second": steps_per_second}
+  return _paper_run(records, tasks, dict(zip(tasks, final_train)), dict(zip(tasks, test)),
+                    curve_every=curve_every, seconds=seconds,
+                    steps_per_second=steps_per_second)
 
 
 def data_options(config) -> dict:
