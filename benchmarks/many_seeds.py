@@ -24,7 +24,9 @@ evaluation included.
 
 Supported: one single-source dataset held in memory whose every example is
 labelled for every task (the synthetic regressions); no gradient
-accumulation; no checkpoints or evaluation during training.
+accumulation; no checkpoints or evaluation during training. Non-finite
+updates are skipped, as the step does; ``train.nonfinite='halt'`` is not
+applied.
 """
 
 from __future__ import annotations
