@@ -88,7 +88,7 @@ class ManySeeds:
   Args:
     template: a config of the runs (model, tasks, method, optimizer, batch
       size and steps); runs may differ from it in ``seed`` and data only.
-    feature: the inputs' key in the arrays given to :meth:`train`.
+    feature: the inputs' key in the arrays given to :meth:`put`.
     chunk_steps: steps per compiled ``lax.scan`` (the batch indices of a
       chunk are made on the host between chunks).
 
@@ -129,8 +129,11 @@ class ManySeeds:
                                      len(self.task_names), int(seed)))
     return jax.device_put(_stack(states))
 
-  def _device_arrays(self, arrays: Sequence[Mapping[str, np.ndarray]]) -> dict:
-    """``{'inputs': [S, N, ...], 'targets': {task: [S, N, ...]}}`` on the device."""
+  def put(self, arrays: Sequence[Mapping[str, np.ndarray]]) -> dict:
+    """The runs' arrays (one mapping per run: the inputs under ``feature`` and
+    one array per task, every run the same number of examples) stacked on
+    the device, ``{'inputs': [S, N, ...], 'targets': {task: [S, N, ...]}}``:
+    put once, train and evaluate any models of the same tasks on them."""
     sizes = {len(a[self.feature]) for a in arrays}
     if len(sizes) != 1:
       raise ValueError(f"many_seeds: the runs' splits differ in size: {sorted(sizes)}.")
@@ -142,16 +145,14 @@ class ManySeeds:
             "targets": {t: jnp.asarray(np.stack([a[t] for a in arrays]))
                         for t in self.task_names}}
 
-  def train(self, seeds: Sequence[int],
-            arrays: Sequence[Mapping[str, np.ndarray]]) -> Runs:
-    """Trains one run per seed, run ``j`` on ``arrays[j]`` (its training split:
-    the inputs and one array per task, every run the same number of examples).
-    """
-    if len(seeds) != len(arrays) or not len(seeds):
-      raise ValueError(f"many_seeds: {len(seeds)} seeds for {len(arrays)} runs' arrays.")
+  def train(self, seeds: Sequence[int], data: dict) -> Runs:
+    """Trains one run per seed, run ``j`` on row ``j`` of ``data`` (its
+    training split, from :meth:`put`)."""
+    num_runs = int(data["inputs"].shape[0])
+    if len(seeds) != num_runs or not len(seeds):
+      raise ValueError(f"many_seeds: {len(seeds)} seeds for {num_runs} runs' arrays.")
     tc = self.template.train
     num_steps, batch_size = int(tc.num_steps), int(tc.batch_size)
-    data = self._device_arrays(arrays)
     num_records = int(data["inputs"].shape[1])
     state, losses = self._initial_state(seeds), []
     for start in range(0, num_steps, self.chunk_steps):
@@ -161,18 +162,18 @@ class ManySeeds:
       losses.append(np.asarray(chunk))
     return Runs(state, np.concatenate(losses))
 
-  def evaluate(self, runs: Runs, arrays: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
-    """``[S, T]`` mean loss of each run on its own arrays (e.g. a whole split),
-    summed over batches of ``train.eval_batch_size`` rows in order, like
+  def evaluate(self, runs: Runs, data: dict) -> np.ndarray:
+    """``[S, T]`` mean loss of each run on its row of ``data`` (from
+    :meth:`put`, e.g. a whole split), summed over batches of
+    ``train.eval_batch_size`` rows in order, like
     :func:`mtl_jax.train.loop.evaluate`."""
-    data = self._device_arrays(arrays)
-    n = int(data["inputs"].shape[1])
+    num_runs, n = (int(d) for d in data["inputs"].shape[:2])
     size = int(self.template.train.get("eval_batch_size", 256))
     loss_sum = counts = 0.0
     for start in range(0, n, size):
       rows = np.arange(start, min(start + size, n), dtype=np.int32)
       out = self._eval_step(runs.state.params, runs.state.rest,
                             _gather(data, jnp.asarray(np.broadcast_to(
-                                rows, (len(arrays), len(rows))))))
+                                rows, (num_runs, len(rows))))))
       loss_sum, counts = loss_sum + out["loss_sum"], counts + out["counts"]
     return np.asarray(loss_sum) / np.maximum(np.asarray(counts), 1)

@@ -495,10 +495,11 @@ def paper_record(losses: np.ndarray, tasks, final_train, test, *, curve_every: i
 
 
 def data_options(config) -> dict:
-  """The dataset options of a run's config (for ``mmoe_synthetic.generate``)."""
-  from mtl_jax.data import mmoe_synthetic
-  return {k: config.data[k] if k in config.data else v
-          for k, v in mmoe_synthetic.DEFAULTS.items()}
+  """The dataset options of a run's config (for ``mmoe_synthetic.generate``):
+  the builder's, as the data pipeline resolves them."""
+  from mtl_jax import data
+  from mtl_jax.data import base
+  return base.resolve_options(data.get_spec(config.data.name), config.data)
 
 
 def run_paper_seeds(trainers: dict, configs: dict, seeds: list, ps: list, args) -> list:
@@ -513,10 +514,10 @@ def run_paper_seeds(trainers: dict, configs: dict, seeds: list, ps: list, args) 
   split_data = {split: [mmoe_synthetic.generate_correlations(
       dict(data_options(any_config), seed=seed), split, ps) for seed in seeds]
       for split in ("train", "test")}
-  runs = []
+  runs, put = [], next(iter(trainers.values())).put  # the models share the tasks
   for i, p in enumerate(ps):
-    train = [per_p[i] for per_p in split_data["train"]]
-    test = [per_p[i] for per_p in split_data["test"]]
+    train = put([per_p[i] for per_p in split_data["train"]])
+    test = put([per_p[i] for per_p in split_data["test"]])
     for arch, trainer in trainers.items():
       t0 = time.perf_counter()
       batch = trainer.train(seeds, train)

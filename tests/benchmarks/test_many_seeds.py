@@ -47,9 +47,8 @@ def test_batch_indices_are_the_pipelines_and_bad_arrays_are_refused():
   x = np.zeros((16, 100), np.float32)
   y = np.zeros(16, np.float32)
   with pytest.raises(ValueError, match=r"tasks \['y2'\] missing"):
-    trainer.train([0], [{"x": x, "y1": y}])
+    trainer.put([{"x": x, "y1": y}])
   with pytest.raises(ValueError, match=r"differ in size: \[8, 16\]"):
-    trainer.train([0, 1], [{"x": x, "y1": y, "y2": y},
-                           {"x": x[:8], "y1": y[:8], "y2": y[:8]}])
+    trainer.put([{"x": x, "y1": y, "y2": y}, {"x": x[:8], "y1": y[:8], "y2": y[:8]}])
   with pytest.raises(ValueError, match="2 seeds for 1 runs"):
-    trainer.train([0, 1], [{"x": x, "y1": y, "y2": y}])
+    trainer.train([0, 1], trainer.put([{"x": x, "y1": y, "y2": y}]))

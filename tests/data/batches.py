@@ -24,3 +24,17 @@ def assert_same_batches(first, second):
     for task in a["targets"]:
       np.testing.assert_array_equal(a["targets"][task], b["targets"][task])
       np.testing.assert_array_equal(a["mask"][task], b["mask"][task])
+
+
+def assert_slices_make_up_global(global_run, local_runs, steps):
+  """Each step, the processes' batches concatenated are the global batch
+  (inputs, every task's targets and masks)."""
+  for _ in range(steps):
+    expected = next(global_run)
+    parts = [next(run) for run in local_runs]
+    np.testing.assert_array_equal(
+        np.concatenate([p["inputs"] for p in parts]), expected["inputs"])
+    for key in ("targets", "mask"):
+      for task in expected[key]:
+        np.testing.assert_array_equal(
+            np.concatenate([p[key][task] for p in parts]), expected[key][task])

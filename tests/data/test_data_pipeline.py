@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.data.batches import assert_same_batches as _assert_same_batches
+from tests.data.batches import assert_slices_make_up_global
 from tests.data.batches import build as _build, take as _take
 
 
@@ -90,15 +91,7 @@ def test_process_slices_make_up_the_global_batch(sprites_config, process_count):
   local_runs = [_build(sprites_config, batch_size=4, process_index=p,
                        process_count=process_count)
                 for p in range(process_count)]
-  for _ in range(5):
-    expected = next(global_run)
-    parts = [next(run) for run in local_runs]
-    np.testing.assert_array_equal(
-        np.concatenate([p["inputs"] for p in parts]), expected["inputs"])
-    for task in expected["targets"]:
-      np.testing.assert_array_equal(
-          np.concatenate([p["targets"][task] for p in parts]),
-          expected["targets"][task])
+  assert_slices_make_up_global(global_run, local_runs, steps=5)
 
 
 def test_bad_process_index_raises(sprites_config):

@@ -7,6 +7,7 @@ import pytest
 
 from mtl_jax import data
 from tests.data.batches import assert_same_batches as _assert_same_batches
+from tests.data.batches import assert_slices_make_up_global
 from tests.data.batches import build as _build, take as _take
 from mtl_jax import tasks as tasks_lib
 from mtl_jax.train import loop
@@ -123,15 +124,7 @@ def test_process_slices_make_up_the_global_batch(sprites_config, process_count):
   local_runs = [_build(config, batch_size=4, process_index=p,
                        process_count=process_count)
                 for p in range(process_count)]
-  for _ in range(4):
-    expected = next(global_run)
-    parts = [next(run) for run in local_runs]
-    np.testing.assert_array_equal(
-        np.concatenate([p["inputs"] for p in parts]), expected["inputs"])
-    for key in ("targets", "mask"):
-      for task in expected[key]:
-        np.testing.assert_array_equal(
-            np.concatenate([p[key][task] for p in parts]), expected[key][task])
+  assert_slices_make_up_global(global_run, local_runs, steps=4)
 
 
 def test_eval_chains_the_sources(sprites_config):
