@@ -120,7 +120,8 @@ class ManySeeds:
     """The states the loop would start from, one per seed, stacked."""
     s, states = self.setup, []
     for seed in seeds:
-      model = models.build(self.template.model, s.tasks, s.input_shape, seed=int(seed))
+      options = {k: v for k, v in self.template.model.to_dict().items() if k != "penalties"}
+      model = models.build(s.tasks, s.input_shape, seed=int(seed), **options)
       part = models.partition(model)
       if part.graphdef != s.partition.graphdef:
         raise ValueError(f"many_seeds: the model of seed {seed} differs from the "

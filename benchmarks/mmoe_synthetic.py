@@ -188,7 +188,7 @@ def count_params(config) -> int:
   tasks = tasks_lib.from_config(config.tasks)
   shape = data.input_shape(config.data)
   model = jax.eval_shape(lambda: models.params_of(models.partition(
-      models.build(config.model, tasks, shape))))
+      models.build(tasks, shape, **config.model))))
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(model)))
 
 

@@ -295,7 +295,7 @@ def _model(workload: str, tasks, conv: str, pool: str) -> nnx.Module:
     cfg = ml_collections.ConfigDict(dict(
         arch="hard_sharing", trunk=dict(kind="mlp", hidden=(256, 256), act="relu"),
         head=dict(hidden=())))
-    return models.build(cfg, tasks, (64,))
+    return models.build(tasks, (64,), **cfg)
   return LeNetMTL(tasks, conv=conv, pool=pool, rngs=nnx.Rngs(0))
 
 
@@ -306,7 +306,7 @@ def load_w3(num_tasks: int, *, width: int = 64, image_size: int = 32,
   cfg = ml_collections.ConfigDict(dict(
       arch="hard_sharing", trunk=dict(kind="resnet", blocks=(2, 2, 2, 2), width=width),
       head=dict(hidden=())))
-  p = models.partition(models.build(cfg, tasks, (image_size, image_size, 3), seed=seed))
+  p = models.partition(models.build(tasks, (image_size, image_size, 3), seed=seed, **cfg))
   rng = np.random.default_rng(seed)
   inputs = rng.random((batch, image_size, image_size, 3), np.float32)
   targets = {t.name: rng.integers(0, 10, batch).astype(np.int32) for t in tasks}

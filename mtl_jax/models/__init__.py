@@ -35,10 +35,12 @@ REGISTRY = Registry("architecture", __name__, {
 })
 
 
-def build(config, tasks: Sequence[Task], input_shape: Sequence[int], *,
-          seed: int = 0) -> nnx.Module:
-  """Builds ``config.arch`` for ``tasks`` on inputs of ``input_shape``."""
-  cls = REGISTRY.factory(config.get("arch", "hard_sharing"))
+def build(tasks: Sequence[Task], input_shape: Sequence[int], *, seed: int = 0,
+          arch: str = "hard_sharing", **options) -> nnx.Module:
+  """Builds architecture ``arch`` for ``tasks`` on inputs of ``input_shape``."""
+  import ml_collections  # transitional: the classes still read a ConfigDict
+  cls = REGISTRY.factory(arch)
+  config = ml_collections.ConfigDict(dict(options, arch=arch))
   return cls(tuple(tasks), tuple(input_shape), config, rngs=nnx.Rngs(seed))
 
 

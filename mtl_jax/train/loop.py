@@ -66,7 +66,8 @@ def setup(config) -> Setup:
   tasks = tasks_lib.from_config(config.tasks)
   data.validate_tasks(config.data, tasks)
   input_shape = tuple(data.input_shape(config.data))
-  model = models.build(config.model, tasks, input_shape, seed=int(config.seed))
+  options = {k: v for k, v in config.model.to_dict().items() if k != "penalties"}
+  model = models.build(tasks, input_shape, seed=int(config.seed), **options)
   part = models.partition(model)
   method = build_method(config.method, has_representation=hasattr(model, "encode"))
   tx = optimizer.build(config.optimizer, int(config.train.num_steps))

@@ -38,7 +38,7 @@ def batch(seed=0, size=8, shape=(8, 8, 1), reg_mask=None):
 
 def setup(weighting=EQUAL, aggregator=None, engine="auto", trunk="mlp",
           batch_norm=False, lr=1e-2):
-  model = models.build(model_config(trunk, batch_norm), TASKS, (8, 8, 1))
+  model = models.build(TASKS, (8, 8, 1), **model_config(trunk, batch_norm))
   p = models.partition(model)
   method = engines.resolve(weighting, aggregator, engine, has_representation=True)
   tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=lr)), 10)
