@@ -7,7 +7,7 @@ MLP spends most of each step in the per-step host work (input pipeline,
 dispatch, logging). :class:`ManySeeds` trains ``S`` runs that differ only in
 their seed (initialisation, batch order) and their data (same shapes)
 together: each run's state is built as the loop builds it (the model from
-``models.build(..., seed)``, :func:`mtl_jax.train.state.create`), the states
+``models.build(..., seed)``, :func:`mtl_jax.train.state.init_state`), the states
 are stacked on a leading run axis, and the loop's own train step
 (:func:`mtl_jax.train.step.make_train_step`) runs under ``jax.vmap`` inside a
 ``lax.scan`` over steps. Batches are gathered on the device from each run's
@@ -97,12 +97,12 @@ class ManySeeds:
   """
 
   def __init__(self, template, *, feature: str = "x", chunk_steps: int = 500):
-    if int(template.train.get("accumulation_steps", 1)) != 1:
-      raise ValueError("many_seeds: train.accumulation_steps must be 1.")
-    self.template, self.feature, self.chunk_steps = template, feature, int(chunk_steps)
     s = self.setup = loop.setup(template)
-    self.task_names = [t.name for t in s.tasks]
-    dtype = template.train.get("compute_dtype", "float32")
+    if s.settings.train.accumulation_steps != 1:
+      raise ValueError("many_seeds: train.accumulation_steps must be 1.")
+    self.feature, self.chunk_steps = feature, int(chunk_steps)
+    self.task_names = s.settings.task_names
+    dtype = s.settings.train.compute_dtype
     step = jax.vmap(make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx,
                                     penalty=s.penalty, compute_dtype=dtype))
 
@@ -120,14 +120,12 @@ class ManySeeds:
     """The states the loop would start from, one per seed, stacked."""
     s, states = self.setup, []
     for seed in seeds:
-      options = {k: v for k, v in self.template.model.to_dict().items() if k != "penalties"}
-      model = models.build(s.tasks, s.input_shape, seed=int(seed), **options)
-      part = models.partition(model)
+      part = models.partition(s.settings.model.build(s.tasks, s.input_shape,
+                                                     seed=int(seed)))
       if part.graphdef != s.partition.graphdef:
         raise ValueError(f"many_seeds: the model of seed {seed} differs from the "
                          "template's; vmapped runs must share it.")
-      states.append(state_lib.create(models.params_of(part), part.rest, s.tx, s.method,
-                                     len(self.task_names), int(seed)))
+      states.append(state_lib.init_state(part, s.tx, s.method, seed=int(seed)))
     return jax.device_put(_stack(states))
 
   def put(self, arrays: Sequence[Mapping[str, np.ndarray]]) -> dict:
@@ -152,8 +150,8 @@ class ManySeeds:
     num_runs = int(data["inputs"].shape[0])
     if len(seeds) != num_runs or not len(seeds):
       raise ValueError(f"many_seeds: {len(seeds)} seeds for {num_runs} runs' arrays.")
-    tc = self.template.train
-    num_steps, batch_size = int(tc.num_steps), int(tc.batch_size)
+    tc = self.setup.settings.train
+    num_steps, batch_size = tc.num_steps, tc.batch_size
     num_records = int(data["inputs"].shape[1])
     state, losses = self._initial_state(seeds), []
     for start in range(0, num_steps, self.chunk_steps):
@@ -169,7 +167,7 @@ class ManySeeds:
     ``train.eval_batch_size`` rows in order, like
     :func:`mtl_jax.train.loop.evaluate`."""
     num_runs, n = (int(d) for d in data["inputs"].shape[:2])
-    size = int(self.template.train.get("eval_batch_size", 256))
+    size = self.setup.settings.train.eval_batch_size
     loss_sum = counts = 0.0
     for start in range(0, n, size):
       rows = np.arange(start, min(start + size, n), dtype=np.int32)

@@ -44,7 +44,7 @@ import jax
 import ml_collections
 
 from benchmarks import workloads as wl
-from mtl_jax import aggregation, weighting
+from mtl_jax import aggregation, models, weighting
 from mtl_jax.train import engines, optimizer, state as state_lib
 from mtl_jax.train.step import make_train_step
 
@@ -134,8 +134,8 @@ def build_cell(work: wl.Workload, spec: MethodSpec, engine: str) -> Cell:
   w, agg = spec.build(work.num_tasks)
   method = engines.resolve(w, agg, engine, has_representation=True)
   tx = adam()
-  state = jax.jit(lambda p, r: state_lib.create(p, r, tx, method, work.num_tasks, 0))(
-      work.params, work.rest)
+  partition = models.Partition(work.graphdef, rest=work.rest, **work.params)
+  state = jax.jit(lambda: state_lib.init_state(partition, tx, method, seed=0))()
   batch = jax.device_put(work.batch)
   step = jax.jit(make_train_step(work.graphdef, work.tasks, method, tx),
                  donate_argnums=0)

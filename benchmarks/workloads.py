@@ -171,8 +171,7 @@ class LeNetMTL(nnx.Module):
   def __init__(self, tasks: Sequence[tasks_lib.Task], *, conv: str = DEFAULT_CONV,
                pool: str = DEFAULT_POOL, rngs: nnx.Rngs):
     self.shared = LeNet(conv=conv, pool=pool, rngs=rngs)
-    self.tasks = build_heads(tasks, self.shared.out_features,
-                             ml_collections.ConfigDict(dict(hidden=())), rngs=rngs)
+    self.tasks = build_heads(tasks, self.shared.out_features, hidden=(), rngs=rngs)
 
   def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     return self.shared(x, train=train)

@@ -25,7 +25,7 @@ Training: Adam, learning rate 1e-2, batch 128, 8000 steps, 100k training
 examples. The data matter: with 10k examples every model overfits the
 high-frequency sines (test MSE near the target variance, ~7).
 
-``benchmarks/mmoe_synthetic.py`` runs the paper's comparison over p; what it
+``benchmarks/mmoe_synthetic/`` runs the paper's comparison over p; what it
 found (the paper's finding does not show: both models lose about 8% as p
 falls) is in ``benchmarks/results/mmoe_synthetic_paper200.md`` and the
 reports next to it.
@@ -97,7 +97,8 @@ def get_config(arg: str = "mmoe") -> ml_collections.ConfigDict:
   spec = dict(kind="regression", dim=1, metrics=("mse", "mae"))
   c.tasks = {"y1": dict(spec), "y2": dict(spec)}
   c.model = _model(arch, overrides.get("units", EXPERT_UNITS))
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
+  c.method = dict(weighting="equal", weighting_kwargs={},
+                  aggregation=ml_collections.config_dict.placeholder(str),
                   aggregation_kwargs={}, engine="auto")
   c.optimizer = dict(name="adam", learning_rate=1e-2,
                      task_learning_rate=ml_collections.config_dict.placeholder(float),

@@ -28,7 +28,8 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
     raise ValueError(f"configs/multi_digits.py: unknown arg {arg!r}; use 'cnn' or 'mlp'.")
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))
   c.compare_methods = ("equal", "mgda", "pcgrad")
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
+  c.method = dict(weighting="equal", weighting_kwargs={},
+                  aggregation=ml_collections.config_dict.placeholder(str),
                   aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=2e-3,
                      task_learning_rate=ml_collections.config_dict.placeholder(float),

@@ -30,7 +30,8 @@ def get_config(arg: str = "cnn") -> ml_collections.ConfigDict:
   c.model = dict(arch="hard_sharing", trunk=trunk, head=dict(hidden=(), act="relu"))
   # `mtl-jax compare` runs these next to the single-task baselines.
   c.compare_methods = ("equal", "uncertainty", "gls")
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
+  c.method = dict(weighting="equal", weighting_kwargs={},
+                  aggregation=ml_collections.config_dict.placeholder(str),
                   aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=2e-3, task_learning_rate=ml_collections.config_dict.placeholder(float),
                      schedule="constant", warmup_steps=0, weight_decay=0.0,

@@ -31,7 +31,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.model = dict(arch="hard_sharing", trunk=dict(kind="mlp", hidden=(64, 64), act="tanh"),
                  head=dict(hidden=(32,), act="tanh"))
   c.compare_methods = ("equal", "uncertainty", "famo", "cagrad", "nash_mtl")
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
+  c.method = dict(weighting="equal", weighting_kwargs={},
+                  aggregation=ml_collections.config_dict.placeholder(str),
                   aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=3e-3,
                      task_learning_rate=ml_collections.config_dict.placeholder(float),

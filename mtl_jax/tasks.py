@@ -14,12 +14,19 @@ MSE or L1). Each metric has a default direction (accuracy: higher is better;
 MAE: lower); ``higher_is_better={"metric": bool}`` overrides it. Tasks are
 always ordered by name: that is the order of every per-task vector (losses,
 weights, Jacobian rows), the same order JAX uses for dict pytrees.
+
+Parsing checks the loss and metric names against :mod:`mtl_jax.losses` and
+writes every metric's direction into the task, so a :class:`Task` needs no
+lookup afterwards (``losses`` refers to ``Task`` for typing only: the imports
+run one way, tasks -> losses).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping
+
+from mtl_jax.losses import losses as losses_lib, metrics as metrics_lib
 
 KINDS = ("multiclass", "binary", "regression")
 DEFAULT_LOSS = {"multiclass": "cross_entropy", "binary": "sigmoid_cross_entropy",
@@ -42,7 +49,9 @@ class Task:
     dim: output size of a regression task; 1 means targets ``[B]``.
     loss: loss name (see :mod:`mtl_jax.losses`).
     metrics: metric names (see :mod:`mtl_jax.losses.metrics`).
-    higher_is_better: per-metric direction overrides.
+    higher_is_better: the direction of every metric (True: higher is
+      better); :func:`from_config` fills in each metric's default where the
+      config does not override it.
     ignore_label: a label value that marks a missing label (multiclass only).
   """
 
@@ -64,10 +73,10 @@ class Task:
 
   def direction(self, metric: str) -> bool:
     """True where a higher value of ``metric`` is better."""
-    from mtl_jax.losses import metrics as metrics_lib
-    if metric in self.higher_is_better:
-      return bool(self.higher_is_better[metric])
-    return metrics_lib.get(metric).higher_is_better
+    if metric not in self.higher_is_better:
+      raise ValueError(f"Task {self.name!r} has no direction for metric {metric!r}; "
+                       f"its metrics: {list(self.higher_is_better)}.")
+    return bool(self.higher_is_better[metric])
 
 
 def _make_task(name: str, spec: Mapping[str, Any]) -> Task:
@@ -84,17 +93,18 @@ def _make_task(name: str, spec: Mapping[str, Any]) -> Task:
   for field in ("num_labels", "dim"):
     if int(spec.get(field, 1)) < 1:
       raise ValueError(f"Task {name!r}: {field} must be >= 1, got {spec[field]!r}.")
-  from mtl_jax.losses import losses as losses_lib, metrics as metrics_lib
   loss = spec.get("loss") or DEFAULT_LOSS[kind]
   losses_lib.check(loss, kind, task=name)
   metrics = tuple(spec.get("metrics") or DEFAULT_METRICS[kind])
   for m in metrics:
     metrics_lib.check(m, kind, task=name)
-  hib = dict(spec.get("higher_is_better") or {})
-  for m in hib:
+  overrides = dict(spec.get("higher_is_better") or {})
+  for m in overrides:
     if m not in metrics:
       raise ValueError(f"Task {name!r}: higher_is_better names {m!r}, which is "
                        f"not one of its metrics {metrics}.")
+  hib = {m: bool(overrides.get(m, metrics_lib.get(m).higher_is_better))
+         for m in metrics}
   return Task(name=name, kind=kind, num_classes=int(spec.get("num_classes", 0)),
               num_labels=int(spec.get("num_labels", 1)), dim=int(spec.get("dim", 1)),
               loss=loss, metrics=metrics, higher_is_better=hib,

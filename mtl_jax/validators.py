@@ -11,6 +11,11 @@ ends with the value received::
 
 Wrong *types* raise :class:`InvalidValue`, which is a ``ValueError`` and a
 ``TypeError`` at once, so callers catching either see it.
+
+Two wordings of a lower bound: :func:`positive` says "a positive number"
+(config values: ``optimizer.learning_rate``), :func:`above` and
+:func:`at_least` give the bound (method hyperparameters and dataset options:
+``Hyperparameter 'eps' must be > 0``, ``toy: num_train must be >= 1``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-  return not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
-                                                            np.floating))
+  """A real number (no bool): a Python or numpy scalar, or a 0-d numeric array."""
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if isinstance(value, (int, float, np.integer, np.floating)):
+    return True
+  dtype = getattr(value, "dtype", None)  # 0-d numpy / jax arrays
+  return (getattr(value, "shape", None) == () and dtype is not None
+          and np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating))
 
 
 def integer(value: Any, name: str, minimum: int = 1) -> int:
@@ -90,6 +101,20 @@ def positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
   return float(value)
 
 
+def above(value: Any, name: str, bound: float) -> Any:
+  """``value`` if it is a number ``> bound``: "``name`` must be > bound"."""
+  if not (_is_number(value) and value > bound):
+    raise InvalidValue(f"{name} must be > {bound}, got {value!r}.")
+  return value
+
+
+def at_least(value: Any, name: str, bound: float) -> Any:
+  """``value`` if it is a number ``>= bound``: "``name`` must be >= bound"."""
+  if not (_is_number(value) and value >= bound):
+    raise InvalidValue(f"{name} must be >= {bound}, got {value!r}.")
+  return value
+
+
 def in_range(value: Any, name: str, low: float, high: float, *,
              closed: str = "both") -> float:
   """``value`` as a float in the interval from ``low`` to ``high``.
@@ -107,6 +132,23 @@ def in_range(value: Any, name: str, low: float, high: float, *,
   return float(value)
 
 
+def vector(value: Any, name: str, *, positive: bool = False,
+           nonnegative: bool = False) -> np.ndarray:
+  """``value`` as a finite, non-empty 1-D float64 array (entries ``> 0`` with
+  ``positive``, ``>= 0`` with ``nonnegative``)."""
+  array = np.asarray(value, dtype=np.float64)
+  if array.ndim != 1 or array.size == 0:
+    raise InvalidValue(f"{name} must be a non-empty 1-D vector, got shape "
+                       f"{array.shape}.")
+  if not np.all(np.isfinite(array)):
+    raise InvalidValue(f"{name} must be finite, got {value!r}.")
+  if positive and not np.all(array > 0):
+    raise InvalidValue(f"{name} must have entries > 0, got {value!r}.")
+  if nonnegative and not np.all(array >= 0):
+    raise InvalidValue(f"{name} must have entries >= 0, got {value!r}.")
+  return array
+
+
 def choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
   """``value`` if it is one of ``choices``."""
   choices = tuple(choices)
@@ -122,3 +164,10 @@ def mapping(value: Any, name: str) -> dict:
   if not hasattr(value, "items"):
     raise InvalidValue(f"{name} must be a mapping, got {value!r}.")
   return {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in value.items()}
+
+
+def boolean(value: Any, name: str) -> bool:
+  """``value`` if it is ``True`` or ``False`` (no 0/1, no strings)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise InvalidValue(f"{name} must be True or False, got {value!r}.")
+  return bool(value)

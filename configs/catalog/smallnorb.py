@@ -34,7 +34,8 @@ def get_config(arg: str = "pooled") -> ml_collections.ConfigDict:
                             batch_norm=True, act="relu"),
                  head=dict(hidden=(), act="relu"))
   c.compare_methods = ("equal", "uncertainty", "pcgrad", "cagrad")
-  c.method = dict(weighting="equal", weighting_kwargs={}, aggregation="none",
+  c.method = dict(weighting="equal", weighting_kwargs={},
+                  aggregation=ml_collections.config_dict.placeholder(str),
                   aggregation_kwargs={}, engine="auto", every=1)
   c.optimizer = dict(name="adam", learning_rate=1e-3,
                      task_learning_rate=ml_collections.config_dict.placeholder(float),

@@ -1,30 +1,21 @@
 """Gradient-level aggregation: per-task gradients ``[T, *p]`` -> one update.
 
 Every method lives in its own module and follows :mod:`mtl_jax.aggregation.base`.
-``get(name, **hparams)`` builds one; ``names()`` lists them.
+``get(name, **hparams)`` builds one; ``names()`` lists them. What a Gramian
+``G = J J^T`` gives (task norms, cosines, normalisation) is in
+:mod:`mtl_jax.aggregation.gramians`.
 """
 
 from mtl_jax.aggregation.adapter import as_optax, per_task_grads
 from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, gramian
 from mtl_jax.registry import Registry
 
+# Method ``name`` is the function ``name`` of module ``name``, but for three.
 REGISTRY = Registry("aggregation method", __name__, {
-    "mean": "mean:mean",
-    "sum": "mean:sum_",
-    "mgda": "mgda:mgda",
-    "pcgrad": "pcgrad:pcgrad",
-    "gradvac": "gradvac:gradvac",
-    "graddrop": "graddrop:graddrop",
-    "imtl_g": "imtl_g:imtl_g",
-    "cagrad": "cagrad:cagrad",
-    "nash_mtl": "nash_mtl:nash_mtl",
-    "aligned_mtl": "aligned_mtl:aligned_mtl",
-    "upgrad": "upgrad:upgrad",
-    "dualproj": "dualproj:dualproj",
-    "config": "config_method:config_method",
-    "moco": "moco:moco",
-    "fairgrad": "fairgrad:fairgrad",
-})
+    "mean": "mean:mean", "sum": "mean:sum_", "config": "config_method:config_method",
+    **{name: f"{name}:{name}" for name in (
+        "mgda", "pcgrad", "gradvac", "graddrop", "imtl_g", "cagrad", "nash_mtl",
+        "aligned_mtl", "upgrad", "dualproj", "moco", "fairgrad")}})
 
 
 def get(name: str, **hparams) -> Aggregator:

@@ -6,7 +6,7 @@ round trips; the active-set solver exits early on device once its KKT
 conditions hold) and never returns non-finite values from finite inputs.
 The weights they return are constants of the step (``stop_gradient``), so
 the solvers need not be reverse-differentiable. Callers should pass Gramians normalised with
-:func:`mtl_jax.aggregation.base.normalize_gramian` so the tolerances below are
+:func:`mtl_jax.aggregation.gramians.normalize_gramian` so the tolerances below are
 meaningful.
 
 * :func:`nonnegative_qp`: ``argmin_{x >= 0} 1/2 x^T H x + c^T x`` (a
@@ -31,7 +31,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation.base import normalize_gramian
+from mtl_jax.aggregation.gramians import normalize_gramian
+from mtl_jax.validators import above, at_least, choice, hyperparameter, positive_int
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -216,6 +217,19 @@ def lower_bounded_qp(
   v = nonnegative_qp(g, jnp.dot(g, u, precision=_HIGHEST),
                      iterations=iterations, tol=tol)
   return u + v
+
+
+DUAL_CONE_REDUCTIONS = ("mean", "sum")
+
+
+def check_dual_cone_options(reg_eps: float, norm_eps: float, reduction: str,
+                            iterations: Optional[int]) -> None:
+  """Checks the hyperparameters that UPGrad and DualProj share."""
+  at_least(reg_eps, hyperparameter("reg_eps"), 0)
+  above(norm_eps, hyperparameter("norm_eps"), 0)
+  choice(reduction, hyperparameter("reduction"), DUAL_CONE_REDUCTIONS)
+  if iterations is not None:
+    positive_int(iterations, hyperparameter("iterations"))
 
 
 def dual_cone_matrix(gramian: jax.Array, reg_eps: float, norm_eps: float) -> jax.Array:

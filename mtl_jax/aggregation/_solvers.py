@@ -3,7 +3,8 @@
 Everything here works on ``[T]`` weight vectors and ``[T, T]`` Gramians, runs
 inside ``jit`` with a fixed iteration count and never produces NaN or inf for
 zero, rank-deficient or badly scaled inputs (callers normalise the Gramian
-with :func:`mtl_jax.aggregation.base.normalize_gramian` first).
+with :func:`mtl_jax.aggregation.gramians.normalize_gramian` first; norms,
+cosines and the ``TINY`` threshold are in :mod:`mtl_jax.aggregation.gramians`).
 """
 
 from __future__ import annotations
@@ -13,52 +14,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-# Below this (on a Gramian normalised to unit mean diagonal) a squared norm
-# counts as zero: the gradient is 1e-10 times smaller than a typical one.
-TINY = 1e-20
-
-
-def check_choice(name: str, value, choices) -> None:
-  """Raises ``ValueError`` naming ``name`` unless ``value`` in ``choices``."""
-  if value not in choices:
-    raise ValueError(
-        f"Hyperparameter {name!r} must be one of {tuple(choices)}, got "
-        f"{value!r}.")
-
-
-def check_int(name: str, value, minimum: int = 1) -> int:
-  """Raises ``ValueError`` naming ``name`` unless it is an int >= minimum."""
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(
-        f"Hyperparameter {name!r} must be an integer >= {minimum}, got "
-        f"{value!r}.")
-  return value
-
-
-def safe_inverse(x: jax.Array, tiny: float = TINY) -> jax.Array:
-  """``1 / x`` where ``x > tiny``, else ``0`` (no inf, no NaN gradient)."""
-  ok = x > tiny
-  return jnp.where(ok, 1.0 / jnp.where(ok, x, 1.0), 0.0)
-
-
-def safe_sqrt(x: jax.Array) -> jax.Array:
-  """``sqrt(max(x, 0))``: norms from a Gramian diagonal with round-off."""
-  return jnp.sqrt(jnp.maximum(x, 0.0))
-
-
-def task_norms(gramian: jax.Array) -> jax.Array:
-  """``||g_t||`` for every task from the Gramian diagonal."""
-  return safe_sqrt(jnp.diag(gramian))
-
-
-def cosine_gramian(gramian: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Gramian of the unit task gradients ``D^-1 G D^-1`` and ``D^-1``.
-
-  ``D = diag(||g_t||)``; zero gradients get a zero row and column (and a zero
-  inverse norm) instead of NaN.
-  """
-  inv = safe_inverse(task_norms(gramian), tiny=jnp.sqrt(TINY))
-  return inv[:, None] * gramian * inv[None, :], inv
+from mtl_jax.aggregation.gramians import TINY
 
 
 def project_simplex(v: jax.Array) -> jax.Array:

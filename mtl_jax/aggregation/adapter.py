@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from mtl_jax.aggregation.base import Aggregator, num_tasks_of
+from mtl_jax.validators import positive_int
 
 
 class AggregatorState(NamedTuple):
@@ -64,8 +65,7 @@ def as_optax(aggregator: Aggregator, num_tasks: int, *, seed: int = 0
     optax transformation). Extra keyword arguments (e.g. ``losses=``) are
     passed through to the aggregator.
   """
-  if num_tasks < 1:
-    raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
+  positive_int(num_tasks, "num_tasks")
   base_key = jax.random.PRNGKey(seed)
 
   def init(params):

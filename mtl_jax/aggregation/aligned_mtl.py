@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian, stateless_init)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import TINY, normalize_gramian
+from mtl_jax.validators import choice, hyperparameter, in_range
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -40,7 +40,7 @@ def alignment_matrix(gramian: jax.Array, scale_mode: str = "min",
   g = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
   g, scale = normalize_gramian(g)
   lam, vec = jnp.linalg.eigh(g)
-  keep = lam > rcond * jnp.maximum(lam[-1], _solvers.TINY)
+  keep = lam > rcond * jnp.maximum(lam[-1], TINY)
   kept = jnp.where(keep, lam, jnp.nan)
   if scale_mode == "min":
     lam_s = jnp.nanmin(kept)
@@ -103,10 +103,8 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
     Senushkin, Patakin, Kuznetsov & Konushin, "Independent Component
     Alignment for Multi-Task Learning", CVPR 2023, arXiv:2305.19000.
   """
-  _solvers.check_choice("scale_mode", scale_mode, SCALE_MODES)
-  if not 0.0 < rcond < 1.0:
-    raise ValueError(
-        f"Hyperparameter 'rcond' must be in (0, 1), got {rcond!r}.")
+  choice(scale_mode, hyperparameter("scale_mode"), SCALE_MODES)
+  in_range(rcond, hyperparameter("rcond"), 0.0, 1.0, closed="neither")
 
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras

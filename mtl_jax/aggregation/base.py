@@ -20,7 +20,13 @@ trainer uses ``weights`` when present: it then never materialises ``J`` beyond
 the Gramian (Gramian engine), can use the Gramian of the gradients w.r.t. the
 shared representation instead (representation engine, MGDA-UB), and logs the
 weights. Methods without ``weights`` (GradDrop, MoCo, ...) need the full
-Jacobian and refuse the other engines.
+Jacobian and refuse the other engines. What a Gramian gives (task norms,
+cosines, normalisation) is in :mod:`mtl_jax.aggregation.gramians`;
+:func:`gramian` and :func:`normalize_gramian` are also importable from here.
+
+The fields of :class:`Aggregator` are typed with the protocols
+:class:`AggregatorInit`, :class:`AggregatorUpdate` and
+:class:`AggregatorWeights`, as optax types ``GradientTransformation``'s.
 
 Extras are keyword-only; every function must ignore the ones it does not use:
 
@@ -35,35 +41,72 @@ a single task.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from mtl_jax.aggregation.gramians import gramian, normalize_gramian
+from mtl_jax.contracts import EmptyState, PyTree, State
+
+
+class AggregatorInit(Protocol):
+  """``init(num_tasks, params=None) -> state``.
+
+  ``num_tasks`` is ``T``, the size of the task axis of the gradients that
+  ``update`` will receive; ``params`` is a pytree shaped like one task's
+  gradient, for methods with per-parameter state (GradDrop's, MoCo's);
+  the others ignore it.
+  """
+
+  def __call__(self, num_tasks: int, params: Optional[PyTree] = None) -> State:
+    ...
+
+
+class AggregatorUpdate(Protocol):
+  """``update(grads, state, **extras) -> (direction, state)``.
+
+  ``grads``: a pytree whose leaves all have a leading task axis ``[T, ...]``;
+  ``direction``: the same pytree without the task axis, a descent direction
+  in gradient convention. Extras are keyword-only (``step``, ``key``,
+  ``losses``); an update must accept and ignore the ones it does not use.
+  """
+
+  def __call__(self, grads: PyTree, state: State, **extras: Any
+               ) -> tuple[PyTree, State]:
+    ...
+
+
+class AggregatorWeights(Protocol):
+  """``weights(gramian, state, **extras) -> (w [T], state)``.
+
+  The task weights of a method whose direction is ``sum_t w_t g_t``, from
+  the ``[T, T]`` Gramian alone. Extras as for :class:`AggregatorUpdate`.
+  """
+
+  def __call__(self, gramian: jax.Array, state: State, **extras: Any
+               ) -> tuple[jax.Array, State]:
+    ...
 
 
 class Aggregator(NamedTuple):
   """A gradient-aggregation method as pure functions.
 
   Attributes:
-    init: ``init(num_tasks, params=None) -> state``; ``params`` is a pytree
-      shaped like one task's gradient, for methods with per-parameter state.
-    update: ``update(grads, state, **extras) -> (direction, state)``.
-    weights: ``weights(gramian, state, **extras) -> (weights [T], state)`` for
+    init: :class:`AggregatorInit`, ``init(num_tasks, params=None) -> state``.
+    update: :class:`AggregatorUpdate`,
+      ``update(grads, state, **extras) -> (direction, state)``.
+    weights: :class:`AggregatorWeights`,
+      ``weights(gramian, state, **extras) -> (weights [T], state)`` for
       methods whose direction is ``sum_t w_t g_t``; ``None`` otherwise.
   """
 
-  init: Callable[..., Any]
-  update: Callable[..., tuple[PyTree, Any]]
-  weights: Optional[Callable[..., tuple[jax.Array, Any]]] = None
+  init: AggregatorInit
+  update: AggregatorUpdate
+  weights: Optional[AggregatorWeights] = None
 
 
-class EmptyState(NamedTuple):
-  """State of a stateless method."""
-
-
-def stateless_init(num_tasks: int, params=None) -> EmptyState:
+def stateless_init(num_tasks: int, params: Optional[PyTree] = None) -> EmptyState:
   """The ``init`` of a method without state."""
   del num_tasks, params
   return EmptyState()
@@ -81,18 +124,6 @@ def num_tasks_of(grads: PyTree) -> int:
         "Every leaf of grads needs the same leading task axis; got leaf "
         f"shapes {shapes}.")
   return sizes.pop()
-
-
-def gramian(grads: PyTree) -> jax.Array:
-  """``G = J J^T`` of stacked per-task gradients, accumulated over leaves.
-
-  Computed in float32 (or the leaves' wider dtype) at highest precision.
-  """
-  def leaf_gram(g):
-    g = g.reshape(g.shape[0], -1)
-    g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
-    return jnp.dot(g, g.T, precision=jax.lax.Precision.HIGHEST)
-  return sum(leaf_gram(g) for g in jax.tree.leaves(grads))
 
 
 def combine(weights: jax.Array, grads: PyTree) -> PyTree:
@@ -127,10 +158,7 @@ def flatten(grads: PyTree) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
   return matrix, unflatten
 
 
-def from_weights(
-    init: Callable[..., Any],
-    weights: Callable[..., tuple[jax.Array, Any]],
-) -> Aggregator:
+def from_weights(init: AggregatorInit, weights: AggregatorWeights) -> Aggregator:
   """Builds an aggregator whose direction is ``sum_t w_t g_t``.
 
   Args:
@@ -148,12 +176,6 @@ def from_weights(
   return Aggregator(init=init, update=update, weights=weights)
 
 
-def normalize_gramian(gramian_: jax.Array, eps: float = 1e-12) -> tuple[jax.Array, jax.Array]:
-  """Scales a Gramian to unit trace-mean to make solvers scale-free.
-
-  Returns ``(G / s, s)`` with ``s = max(mean(diag(G)), eps)``; weights solved
-  on ``G / s`` are the same as on ``G`` for scale-invariant problems. Use it
-  so 1e-30 and 1e15 gradients behave like unit ones.
-  """
-  scale = jnp.maximum(jnp.mean(jnp.diag(gramian_)), eps)
-  return gramian_ / scale, scale
+__all__ = ["Aggregator", "AggregatorInit", "AggregatorUpdate", "AggregatorWeights",
+           "EmptyState", "PyTree", "combine", "flatten", "from_weights", "gramian",
+           "normalize_gramian", "num_tasks_of", "stateless_init"]

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian, stateless_init)
-from mtl_jax.weighting.base import check_positive
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import TINY, normalize_gramian, safe_sqrt
+from mtl_jax.validators import choice, hyperparameter, in_range, positive_int
 
 RESCALES = ("quadratic", "linear", "none")
 # Smoothing of ||g_w|| inside the solver (the official code adds 1e-8 too) and
@@ -45,12 +45,12 @@ def conflict_averse_weights(gramian: jax.Array, c: float,
   if t == 1:
     return b
   gb = g @ b
-  k = c * _solvers.safe_sqrt(b @ gb)
+  k = c * safe_sqrt(b @ gb)
   lam_max = jnp.linalg.eigvalsh(g)[-1]
-  denom = jnp.maximum(k * lam_max, _solvers.TINY)
+  denom = jnp.maximum(k * lam_max, TINY)
 
   def objective(w):
-    return w @ gb + k * _solvers.safe_sqrt(w @ g @ w)
+    return w @ gb + k * safe_sqrt(w @ g @ w)
 
   def body(_, carry):
     w, y, tk, best, f_best = carry
@@ -116,11 +116,9 @@ def cagrad(c: float = 0.5, rescale: str = "quadratic",
     Liu, Liu, Jin, Stone & Liu, "Conflict-Averse Gradient Descent for
     Multi-task Learning", NeurIPS 2021, arXiv:2110.14048.
   """
-  check_positive("c", c, allow_zero=True)
-  if not c < 1.0:
-    raise ValueError(f"Hyperparameter 'c' must be in [0, 1), got {c!r}.")
-  _solvers.check_choice("rescale", rescale, RESCALES)
-  _solvers.check_int("num_iters", num_iters)
+  in_range(c, hyperparameter("c"), 0.0, 1.0, closed="left")
+  choice(rescale, hyperparameter("rescale"), RESCALES)
+  positive_int(num_iters, hyperparameter("num_iters"))
   divisor = {"quadratic": 1.0 + c * c, "linear": 1.0 + c, "none": 1.0}[rescale]
 
   def weights(gramian: jax.Array, state: EmptyState, **extras):
@@ -132,8 +130,8 @@ def cagrad(c: float = 0.5, rescale: str = "quadratic",
     if c == 0.0:
       return b / divisor, state
     w = conflict_averse_weights(g, c, num_iters)
-    sqrt_phi = c * _solvers.safe_sqrt(b @ g @ b)
-    gw_norm = _solvers.safe_sqrt(w @ g @ w)
+    sqrt_phi = c * safe_sqrt(b @ g @ b)
+    gw_norm = safe_sqrt(w @ g @ w)
     lam = sqrt_phi / jnp.maximum(gw_norm, _MIN_NORM)
     return (b + lam * w) / divisor, state
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation.base import (Aggregator, from_weights, normalize_gramian,
-                                      stateless_init)
-from mtl_jax.weighting.base import check_in_range, check_positive
+from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import normalize_gramian
+from mtl_jax.validators import above, hyperparameter, in_range
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -70,10 +70,8 @@ def config_method(
     Physics Informed Neural Networks", ICLR 2025, arXiv:2408.11104
     (reference implementation: the ``conflictfree`` package).
   """
-  check_in_range("rtol", rtol, 0.0, 1.0)
-  if rtol >= 1.0:
-    raise ValueError(f"Hyperparameter 'rtol' must be < 1, got {rtol!r}.")
-  check_positive("norm_eps", norm_eps)
+  in_range(rtol, hyperparameter("rtol"), 0.0, 1.0, closed="left")
+  above(norm_eps, hyperparameter("norm_eps"), 0)
 
   def weights(gramian, state, **extras):
     del extras

@@ -5,10 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
-from mtl_jax.aggregation._solvers import check_int
-from mtl_jax.aggregation.base import (Aggregator, from_weights, normalize_gramian,
-                                      stateless_init)
-from mtl_jax.weighting.base import check_positive
+from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import normalize_gramian
+from mtl_jax.validators import above, at_least, hyperparameter, positive_int
 
 
 def fairgrad(
@@ -78,11 +77,11 @@ def fairgrad(
     Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024,
     arXiv:2402.15638.
   """
-  check_positive("alpha", alpha)
-  check_positive("max_norm", max_norm, allow_zero=True)
-  check_positive("reg_eps", reg_eps)
-  check_positive("norm_eps", norm_eps)
-  check_int("iterations", iterations)
+  above(alpha, hyperparameter("alpha"), 0)
+  at_least(max_norm, hyperparameter("max_norm"), 0)
+  above(reg_eps, hyperparameter("reg_eps"), 0)
+  above(norm_eps, hyperparameter("norm_eps"), 0)
+  positive_int(iterations, hyperparameter("iterations"))
   alpha = float(alpha)
 
   def weights(gramian, state, **extras):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation.base import Aggregator, EmptyState
-from mtl_jax.weighting.base import check_in_range
+from mtl_jax.validators import hyperparameter, in_range
 
 
 def graddrop(leak: Union[float, Sequence[float]] = 0.0) -> Aggregator:
@@ -58,12 +58,12 @@ def graddrop(leak: Union[float, Sequence[float]] = 0.0) -> Aggregator:
     NeurIPS 2020, arXiv:2010.06808.
   """
   if isinstance(leak, (int, float)):
-    check_in_range("leak", float(leak), 0.0, 1.0)
+    in_range(float(leak), hyperparameter("leak"), 0.0, 1.0)
     leaks = None
   else:
     leaks = tuple(float(x) for x in leak)
     for x in leaks:
-      check_in_range("leak", x, 0.0, 1.0)
+      in_range(x, hyperparameter("leak"), 0.0, 1.0)
 
   def init(num_tasks: int, params=None) -> EmptyState:
     if leaks is not None and len(leaks) != num_tasks:

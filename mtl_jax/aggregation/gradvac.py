@@ -7,10 +7,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import Aggregator, from_weights, normalize_gramian
+from mtl_jax.aggregation.base import Aggregator, from_weights
+from mtl_jax.aggregation.gramians import TINY, normalize_gramian, safe_sqrt, task_norms
 from mtl_jax.aggregation.pcgrad import task_orders
-from mtl_jax.weighting.base import check_in_range
+from mtl_jax.validators import choice, hyperparameter, in_range
 
 # Targets are capped below 1 in the closed form (its denominator is
 # sqrt(1 - target^2)); a cosine of 0.9999 is an angle of 0.8 degrees.
@@ -57,15 +57,15 @@ def vaccinate(gramian: jax.Array, targets: jax.Array, orders: jax.Array,
   g = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
   g, _ = normalize_gramian(g)
   t = g.shape[0]
-  norms = _solvers.task_norms(g)
+  norms = task_norms(g)
   eye = jnp.eye(t, dtype=g.dtype)
   targets = targets.astype(g.dtype)
-  eps = jnp.sqrt(_solvers.TINY)
+  eps = jnp.sqrt(TINY)
 
   def one_task(i, order, row):
     def visit(carry, j):
       c, row = carry
-      norm_i = _solvers.safe_sqrt(c @ g @ c)
+      norm_i = safe_sqrt(c @ g @ c)
       dot = c @ g[:, j]
       both = (norm_i > eps) & (norms[j] > eps)
       den = jnp.where(both, norm_i * norms[j], 1.0)
@@ -126,8 +126,8 @@ def gradvac(beta: float = 0.01, reduction: str = "sum") -> Aggregator:
     Improving Multi-task Optimization in Massively Multilingual Models",
     ICLR 2021, arXiv:2010.05874.
   """
-  check_in_range("beta", beta, 0.0, 1.0)
-  _solvers.check_choice("reduction", reduction, ("sum", "mean"))
+  in_range(beta, hyperparameter("beta"), 0.0, 1.0)
+  choice(reduction, hyperparameter("reduction"), ("sum", "mean"))
 
   def init(num_tasks: int, params=None) -> GradVacState:
     del params

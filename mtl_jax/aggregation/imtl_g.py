@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian, stateless_init)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import TINY, inverse_norms, normalize_gramian
+from mtl_jax.validators import hyperparameter, in_range
 
 
 def impartial_weights(gramian: jax.Array, rcond=None) -> jax.Array:
@@ -37,10 +37,10 @@ def impartial_weights(gramian: jax.Array, rcond=None) -> jax.Array:
   g, _ = normalize_gramian(g)
   t = g.shape[0]
   diag = jnp.diag(g)
-  active = diag > _solvers.TINY
+  active = diag > TINY
   active = jnp.where(jnp.any(active), active, True)
   m = active.astype(g.dtype)
-  _, inv_norm = _solvers.cosine_gramian(g)
+  inv_norm = inverse_norms(g, jnp.sqrt(TINY))
   v = g * inv_norm[None, :]
   centring = jnp.diag(m) - jnp.outer(m, m) / jnp.sum(m)
   a = jnp.concatenate(
@@ -89,9 +89,7 @@ def imtl_g(rcond=None) -> Aggregator:
     Multi-task Learning", ICLR 2021 (openreview.net/forum?id=IMPnRXEWpvr).
   """
   if rcond is not None:
-    if not 0.0 <= float(rcond) < 1.0:
-      raise ValueError(
-          f"Hyperparameter 'rcond' must be in [0, 1), got {rcond!r}.")
+    in_range(rcond, hyperparameter("rcond"), 0.0, 1.0, closed="left")
 
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras

@@ -9,12 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights
-
-
-def _init(num_tasks: int, params=None) -> EmptyState:
-  del num_tasks, params
-  return EmptyState()
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
 
 
 def _constant(scale_by_num_tasks: bool) -> Aggregator:
@@ -25,7 +20,7 @@ def _constant(scale_by_num_tasks: bool) -> Aggregator:
     value = 1.0 / t if scale_by_num_tasks else 1.0
     return jnp.full((t,), value, dtype), state
 
-  return from_weights(_init, weights)
+  return from_weights(stateless_init, weights)
 
 
 def mean() -> Aggregator:

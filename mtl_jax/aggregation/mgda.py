@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian, stateless_init)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import TINY, inverse_norms, normalize_gramian, safe_inverse
+from mtl_jax.validators import choice, hyperparameter, positive_int
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 SOLVERS = ("projected_gradient", "frank_wolfe")
@@ -72,9 +73,9 @@ def mgda(normalization: str = "none", solver: str = "projected_gradient",
     Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization",
     NeurIPS 2018, arXiv:1810.04650.
   """
-  _solvers.check_choice("normalization", normalization, NORMALIZATIONS)
-  _solvers.check_choice("solver", solver, SOLVERS)
-  _solvers.check_int("num_iters", num_iters)
+  choice(normalization, hyperparameter("normalization"), NORMALIZATIONS)
+  choice(solver, hyperparameter("solver"), SOLVERS)
+  positive_int(num_iters, hyperparameter("num_iters"))
 
   def weights(gramian: jax.Array, state: EmptyState, *, losses=None,
               **extras):
@@ -85,14 +86,14 @@ def mgda(normalization: str = "none", solver: str = "projected_gradient",
     # scale_t = 1 / n_t, relative to the normalised Gramian (G / s).
     scale = jnp.ones((t,), g.dtype)
     if normalization in ("l2", "loss+"):
-      _, inv_norm = _solvers.cosine_gramian(g)
+      inv_norm = inverse_norms(g, jnp.sqrt(TINY))
       scale = scale * inv_norm
     if normalization in ("loss", "loss+"):
       if losses is None:
         raise ValueError(
             f"mgda(normalization={normalization!r}) needs the `losses` extra.")
       losses = jnp.asarray(losses, g.dtype).reshape(t)
-      scale = scale * _solvers.safe_inverse(losses)
+      scale = scale * safe_inverse(losses)
     scaled, _ = normalize_gramian(scale[:, None] * g * scale[None, :])
     w_hat = _solvers.min_norm_point(scaled, num_iters, solver)
     w = w_hat * scale

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation._solvers import project_simplex
-from mtl_jax.aggregation.base import Aggregator, gramian, num_tasks_of
-from mtl_jax.weighting.base import check_in_range, check_positive
+from mtl_jax.aggregation.base import Aggregator, num_tasks_of
+from mtl_jax.aggregation.gramians import gramian
+from mtl_jax.validators import above, at_least, hyperparameter, in_range
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -80,12 +81,11 @@ def moco(
     Bias in Multi-objective Learning: A Provably Convergent Approach",
     ICLR 2023, arXiv:2210.12624.
   """
-  check_positive("beta", beta)
-  check_in_range("beta", beta, 0.0, 1.0)
-  check_positive("beta_sigma", beta_sigma, allow_zero=True)
-  check_positive("gamma", gamma)
-  check_positive("gamma_sigma", gamma_sigma, allow_zero=True)
-  check_positive("rho", rho, allow_zero=True)
+  in_range(beta, hyperparameter("beta"), 0.0, 1.0, closed="right")
+  at_least(beta_sigma, hyperparameter("beta_sigma"), 0)
+  above(gamma, hyperparameter("gamma"), 0)
+  at_least(gamma_sigma, hyperparameter("gamma_sigma"), 0)
+  at_least(rho, hyperparameter("rho"), 0)
 
   def init(num_tasks, params=None):
     if params is None:

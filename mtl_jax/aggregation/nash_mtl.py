@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
-from mtl_jax.aggregation._solvers import check_int
 from mtl_jax.aggregation.base import Aggregator, from_weights
-from mtl_jax.weighting.base import check_positive
+from mtl_jax.validators import above, at_least, hyperparameter, positive_int
 
 
 class NashMTLState(NamedTuple):
@@ -100,11 +99,11 @@ def nash_mtl(
     Navon, Shamsian, Achituve, Maron, Kawaguchi, Chechik & Fetaya,
     "Multi-Task Learning as a Bargaining Game", ICML 2022, arXiv:2202.01017.
   """
-  check_positive("max_norm", max_norm, allow_zero=True)
-  check_int("update_weights_every", update_weights_every)
-  check_positive("reg_eps", reg_eps)
-  check_positive("norm_eps", norm_eps)
-  check_int("iterations", iterations)
+  at_least(max_norm, hyperparameter("max_norm"), 0)
+  positive_int(update_weights_every, hyperparameter("update_weights_every"))
+  above(reg_eps, hyperparameter("reg_eps"), 0)
+  above(norm_eps, hyperparameter("norm_eps"), 0)
+  positive_int(iterations, hyperparameter("iterations"))
 
   def init(num_tasks, params=None):
     del params

@@ -7,9 +7,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation import _solvers
-from mtl_jax.aggregation.base import (Aggregator, EmptyState, from_weights,
-                                      normalize_gramian, stateless_init)
+from mtl_jax.aggregation.base import Aggregator, EmptyState, from_weights, stateless_init
+from mtl_jax.aggregation.gramians import normalize_gramian, safe_inverse
+from mtl_jax.validators import choice, hyperparameter
 
 REDUCTIONS = ("sum", "mean")
 
@@ -48,7 +48,7 @@ def projection_coefficients(gramian: jax.Array, orders: jax.Array) -> jax.Array:
   g = gramian.astype(jnp.promote_types(gramian.dtype, jnp.float32))
   g, _ = normalize_gramian(g)
   t = g.shape[0]
-  inv_sq_norm = _solvers.safe_inverse(jnp.diag(g))
+  inv_sq_norm = safe_inverse(jnp.diag(g))
   eye = jnp.eye(t, dtype=g.dtype)
 
   def one_task(i, order):
@@ -104,7 +104,7 @@ def pcgrad(reduction: str = "sum") -> Aggregator:
     Yu, Kumar, Gupta, Levine, Hausman & Finn, "Gradient Surgery for
     Multi-Task Learning", NeurIPS 2020, arXiv:2001.06782.
   """
-  _solvers.check_choice("reduction", reduction, REDUCTIONS)
+  choice(reduction, hyperparameter("reduction"), REDUCTIONS)
 
   def weights(gramian: jax.Array, state: EmptyState, *, key=None, **extras):
     del extras

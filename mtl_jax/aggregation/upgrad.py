@@ -8,11 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
-from mtl_jax.aggregation._solvers import check_choice, check_int
 from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
-from mtl_jax.weighting.base import check_positive
-
-_REDUCTIONS = ("mean", "sum")
 
 
 def upgrad(
@@ -67,11 +63,7 @@ def upgrad(
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",
     arXiv:2406.16232, 2024 (reference implementation: TorchJD).
   """
-  check_positive("reg_eps", reg_eps, allow_zero=True)
-  check_positive("norm_eps", norm_eps)
-  check_choice("reduction", reduction, _REDUCTIONS)
-  if iterations is not None:
-    check_int("iterations", iterations)
+  _qp.check_dual_cone_options(reg_eps, norm_eps, reduction, iterations)
 
   def weights(gramian, state, **extras):
     del extras

@@ -43,7 +43,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Sequence
 
 import grain
@@ -52,43 +51,41 @@ import numpy as np
 from mtl_jax.data import base, checks, pipeline, sources
 from mtl_jax.data.base import DatasetSpec
 from mtl_jax.data.pipeline import BatchIterator
+from mtl_jax.registry import Registry
 
-_BUILTIN = {
-    "sprites": "sprites",
-    "mmoe_synthetic": "mmoe_synthetic",
-    "multi_digits": "multi_digits",
-    "toy": "toy",
-    "pareto_mtl": "pareto_mtl",
-    # Catalog datasets ("module:SPEC"): TFDS data prepared under data_dir.
+REGISTRY = Registry("dataset", __name__, {
+    "sprites": "sprites:DATASET",
+    "mmoe_synthetic": "mmoe_synthetic:DATASET",
+    "multi_digits": "multi_digits:DATASET",
+    "toy": "toy:DATASET",
+    "pareto_mtl": "pareto_mtl:DATASET",
+    # Catalog datasets: TFDS data prepared under data_dir.
     "multi_mnist": "multi_mnist:MULTI_MNIST",
     "multi_fashion": "multi_mnist:MULTI_FASHION",
     "celeb_a": "catalog:CELEB_A",
     "dsprites": "catalog:DSPRITES",
     "shapes3d": "catalog:SHAPES3D",
     "smallnorb": "catalog:SMALLNORB",
-}
-_REGISTERED: dict[str, DatasetSpec] = {}
+}, unknown="Unknown dataset {name!r}; valid datasets: {listed}.")
 
 
-def register(spec: DatasetSpec) -> None:
-  """Adds a dataset (e.g. a user's own) under ``spec.name``."""
-  _REGISTERED[spec.name] = spec
+def register(spec: DatasetSpec, *, replace: bool = False) -> None:
+  """Adds a dataset (e.g. a user's own) under ``spec.name``.
+
+  Registering a name again replaces the earlier one; a built-in name needs
+  ``replace=True``.
+  """
+  REGISTRY.register(spec.name, spec, replace=replace)
 
 
 def names() -> tuple[str, ...]:
   """The names of all datasets."""
-  return tuple(sorted(set(_BUILTIN) | set(_REGISTERED)))
+  return REGISTRY.names()
 
 
 def get_spec(name: str) -> DatasetSpec:
   """The :class:`DatasetSpec` of dataset ``name``."""
-  if name in _REGISTERED:
-    return _REGISTERED[name]
-  if name not in _BUILTIN:
-    raise ValueError(f"Unknown dataset {name!r}; valid datasets: {list(names())}.")
-  module, _, attribute = _BUILTIN[name].partition(":")
-  return getattr(importlib.import_module(f"{__name__}.{module}"),
-                 attribute or "DATASET")
+  return REGISTRY.lookup(name)
 
 
 def _spec_and_options(config: Any) -> tuple[DatasetSpec, dict[str, Any]]:
@@ -304,6 +301,6 @@ def build(config: Any, split: str, *, batch_size: int, seed: int, shuffle: bool,
   return BatchIterator(plan, fingerprint, read_options)
 
 
-__all__ = ["BatchIterator", "DatasetSpec", "build", "dataset_tasks", "get_spec",
+__all__ = ["BatchIterator", "DatasetSpec", "REGISTRY", "build", "dataset_tasks", "get_spec",
            "input_shape", "names", "num_examples", "register", "sections",
            "validate_tasks"]

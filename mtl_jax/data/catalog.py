@@ -59,6 +59,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base, sprites
+from mtl_jax.validators import at_least
 
 _SPLIT_STREAM = 7  # seed stream of the permutation that carves splits
 _MIN_IMAGE_SIZE = 8
@@ -284,9 +285,7 @@ def column(rows: Sequence[Mapping], key: str, dtype=None) -> np.ndarray:
 
 
 def check_image_size(dataset: str, options: Mapping[str, Any]) -> None:
-  if options["image_size"] < _MIN_IMAGE_SIZE:
-    raise ValueError(f"{dataset}: image_size must be >= {_MIN_IMAGE_SIZE}, got "
-                     f"{options['image_size']}.")
+  at_least(options["image_size"], f"{dataset}: image_size", _MIN_IMAGE_SIZE)
 
 
 def multiclass(num_classes: int) -> dict:

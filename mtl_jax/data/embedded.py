@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base
+from mtl_jax.validators import at_least
 
 REGRESSION_METRICS = ("mse", "mae")
 
@@ -37,9 +38,7 @@ REGRESSION_METRICS = ("mse", "mae")
 def check_split_sizes(dataset: str, options: Mapping[str, Any]) -> None:
   """Raises unless ``num_train``, ``num_validation`` and ``num_test`` are >= 1."""
   for split in base.SPLITS:
-    if options[f"num_{split}"] < 1:
-      raise ValueError(f"{dataset}: num_{split} must be >= 1, got "
-                       f"{options[f'num_{split}']}.")
+    at_least(options[f"num_{split}"], f"{dataset}: num_{split}", 1)
 
 
 def split_rng(options: Mapping[str, Any], split: str) -> np.random.Generator:

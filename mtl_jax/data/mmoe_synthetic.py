@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base, embedded
+from mtl_jax.validators import at_least, in_range
 
 DEFAULTS = {"correlation": 0.5, "input_dim": 100, "num_sines": 10,
             "scale": 1.0, "noise": 0.01, "num_train": 8000,
@@ -36,12 +37,8 @@ _WEIGHTS_STREAM = len(base.SPLITS)  # seed stream of the task weights
 
 
 def _check(options: Mapping[str, Any]) -> None:
-  if not 0.0 <= options["correlation"] <= 1.0:
-    raise ValueError("mmoe_synthetic: correlation must be in [0, 1], got "
-                     f"{options['correlation']}.")
-  if options["input_dim"] < 2:
-    raise ValueError("mmoe_synthetic: input_dim must be >= 2, got "
-                     f"{options['input_dim']}.")
+  in_range(options["correlation"], "mmoe_synthetic: correlation", 0, 1)
+  at_least(options["input_dim"], "mmoe_synthetic: input_dim", 2)
   embedded.check_split_sizes("mmoe_synthetic", options)
 
 

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mtl_jax.data import base, embedded
+from mtl_jax.data import base, catalog, embedded
+from mtl_jax.validators import at_least
 
 DIGIT_SIZE = 8
 CANVAS_SIZE = 10
@@ -81,13 +82,9 @@ def partition(options: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _check(options: Mapping[str, Any]) -> None:
-  fractions = (options["validation_fraction"], options["test_fraction"])
-  if min(fractions) <= 0 or sum(fractions) >= 1:
-    raise ValueError("multi_digits: validation_fraction and test_fraction must "
-                     f"be > 0 and sum to < 1, got {fractions}.")
-  if options["pairs_per_image"] < 1:
-    raise ValueError("multi_digits: pairs_per_image must be >= 1, got "
-                     f"{options['pairs_per_image']}.")
+  catalog.check_fractions("multi_digits", options,
+                          ("validation_fraction", "test_fraction"))
+  at_least(options["pairs_per_image"], "multi_digits: pairs_per_image", 1)
 
 
 def pairs(options: Mapping[str, Any], split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ import numpy as np
 
 from mtl_jax.data import base, catalog
 from mtl_jax.data.multi_digits import resize_nearest
+from mtl_jax.validators import at_least
 
 DIGIT_SIZE = 28
 CANVAS_SIZE = 36
@@ -109,9 +110,7 @@ class _Composites(catalog.View):
 
 def _check(dataset: str, options: Mapping[str, Any]) -> None:
   catalog.check_fractions(dataset, options, ("validation_fraction",))
-  if options["pairs_per_image"] < 1:
-    raise ValueError(f"{dataset}: pairs_per_image must be >= 1, got "
-                     f"{options['pairs_per_image']}.")
+  at_least(options["pairs_per_image"], f"{dataset}: pairs_per_image", 1)
 
 
 def _load(dataset: str):

@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base, embedded
+from mtl_jax.validators import at_least
 
 DIM = 20
 START_RANGE = (-0.5, 0.5)  # starts are drawn from U(-0.5, 0.5)^n
@@ -85,9 +86,7 @@ def sample_starts(key: jax.Array, num: int, dim: int = DIM) -> jax.Array:
 
 
 def _check(options: Mapping[str, Any]) -> None:
-  if options["input_dim"] < 1:
-    raise ValueError(f"pareto_mtl: input_dim must be >= 1, got "
-                     f"{options['input_dim']}.")
+  at_least(options["input_dim"], "pareto_mtl: input_dim", 1)
   if options["num_front"] < 2:
     raise ValueError(f"pareto_mtl: num_front must be >= 2 (the front's two "
                      f"ends), got {options['num_front']}.")

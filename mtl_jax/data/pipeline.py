@@ -43,6 +43,7 @@ import grain
 import numpy as np
 
 from mtl_jax.data import checks
+from mtl_jax.validators import at_least, choice, in_range
 
 MIXES = ("concat", "chain")
 
@@ -329,13 +330,9 @@ class Plan:
   def __init__(self, sources: Sequence[Source], tasks: Mapping[str, dict],
                input_shape: tuple[int, ...], *, mix: str, batch_size: int,
                drop_remainder: bool, process_index: int, process_count: int):
-    if mix not in MIXES:
-      raise ValueError(f"mix must be one of {list(MIXES)}, got {mix!r}.")
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    if not 0 <= process_index < process_count:
-      raise ValueError(f"process_index must be in [0, {process_count}), got "
-                       f"{process_index}.")
+    choice(mix, "mix", MIXES)
+    at_least(batch_size, "batch_size", 1)
+    in_range(process_index, "process_index", 0, process_count, closed="left")
     self.sources = tuple(sources)
     self.tasks = dict(tasks)
     self.input_shape = tuple(input_shape)

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base, embedded
+from mtl_jax.validators import at_least
 
 SHAPES = ("square", "ellipse", "heart")
 SYMMETRY = (4, 2, 1)  # rotational symmetry order of each shape
@@ -142,9 +143,7 @@ def split_size(options: Mapping[str, Any], split: str) -> int:
 
 
 def _check(options: Mapping[str, Any]) -> None:
-  if options["image_size"] < MIN_IMAGE_SIZE:
-    raise ValueError(f"sprites: image_size must be >= {MIN_IMAGE_SIZE}, got "
-                     f"{options['image_size']}.")
+  at_least(options["image_size"], "sprites: image_size", MIN_IMAGE_SIZE)
   embedded.check_split_sizes("sprites", options)
 
 

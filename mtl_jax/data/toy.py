@@ -54,6 +54,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtl_jax.data import base, embedded
+from mtl_jax.validators import above
 
 # Starting points of Nash-MTL and FAMO.
 TOY_STARTS = ((-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0))
@@ -93,10 +94,8 @@ def toy_losses(theta: jax.Array, scale_l1: float = 1.0) -> jax.Array:
 
 
 def _check(options: Mapping[str, Any]) -> None:
-  if not options["bound"] > 0:
-    raise ValueError(f"toy: bound must be > 0, got {options['bound']}.")
-  if not options["scale_l1"] > 0:  # a positive scale keeps the Pareto set
-    raise ValueError(f"toy: scale_l1 must be > 0, got {options['scale_l1']}.")
+  above(options["bound"], "toy: bound", 0)
+  above(options["scale_l1"], "toy: scale_l1", 0)  # a positive scale keeps the Pareto set
   embedded.check_split_sizes("toy", options)
 
 

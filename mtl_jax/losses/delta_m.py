@@ -16,9 +16,10 @@ Reference: Navon et al., "Multi-Task Learning as a Bargaining Game", ICML
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from mtl_jax.tasks import Task
+if TYPE_CHECKING:
+  from mtl_jax.tasks import Task
 
 
 def relative_changes(tasks: Sequence[Task], baseline: Mapping, model: Mapping

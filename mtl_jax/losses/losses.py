@@ -8,14 +8,15 @@ target cannot leak into the loss.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtl_jax.tasks import Task
+if TYPE_CHECKING:
+  from mtl_jax.tasks import Task
 
 
 def _as_2d(x: jax.Array, width: int) -> jax.Array:

@@ -8,13 +8,15 @@ padded final batches (padding rows have mask False).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from mtl_jax.losses.losses import effective_mask
-from mtl_jax.tasks import Task
+
+if TYPE_CHECKING:
+  from mtl_jax.tasks import Task
 
 
 class Metric(NamedTuple):

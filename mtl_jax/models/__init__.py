@@ -1,6 +1,8 @@
 """Multi-task architectures (Flax NNX modules, used functionally).
 
-``build(model_config, tasks, input_shape, seed)`` creates a model;
+``build(tasks, input_shape, seed=..., arch=..., **options)`` creates a model
+(the options are the keyword arguments of the architecture's class: see its
+docstring, or ``inspect.signature(REGISTRY.factory(arch))``);
 ``partition`` splits it into graph definition, shared, per-task, cross-task
 and non-parameter state. Every model maps inputs to ``{task: output}`` and
 declares its parameters under ``shared``, ``tasks`` (keyed by task name) and
@@ -10,13 +12,16 @@ shared representation also provide ``encode``/``decode``.
 
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+from typing import Any, Mapping, Sequence
 
 from flax import nnx
 
+from mtl_jax.models.options import keyword_defaults, plain
 from mtl_jax.models.partition import Partition, merge, params_of, partition, task_names
 from mtl_jax.registry import Registry
 from mtl_jax.tasks import Task
+from mtl_jax.validators import InvalidValue
 
 REGISTRY = Registry("architecture", __name__, {
     "hard_sharing": "hard_sharing:HardSharing",
@@ -35,14 +40,51 @@ REGISTRY = Registry("architecture", __name__, {
 })
 
 
+def arch_options(arch: str) -> dict[str, Any]:
+  """The options (keyword arguments) of architecture ``arch`` and their
+  defaults; ``inspect.Parameter.empty`` marks a required one.
+
+  (``inspect.signature`` of an NNX module class shows only ``*args,
+  **kwargs``; this reads its ``__init__``.)
+  """
+  return keyword_defaults(REGISTRY.factory(arch))
+
+
 def build(tasks: Sequence[Task], input_shape: Sequence[int], *, seed: int = 0,
-          arch: str = "hard_sharing", **options) -> nnx.Module:
-  """Builds architecture ``arch`` for ``tasks`` on inputs of ``input_shape``."""
-  import ml_collections  # transitional: the classes still read a ConfigDict
+          arch: str = "hard_sharing", **options: Any) -> nnx.Module:
+  """Builds architecture ``arch`` for ``tasks`` on inputs of ``input_shape``.
+
+  ``options`` are the architecture's keyword arguments; option groups such as
+  ``trunk`` or ``experts`` are mappings. Any mapping is accepted, ConfigDicts
+  included, so a ConfigDict of options can be unpacked with ``**``.
+
+  Raises:
+    ValueError: for an unknown architecture, an unknown or a missing option
+      (one line naming the architecture, the options and the valid ones), or
+      an invalid option value.
+  """
   cls = REGISTRY.factory(arch)
-  config = ml_collections.ConfigDict(dict(options, arch=arch))
-  return cls(tuple(tasks), tuple(input_shape), config, rngs=nnx.Rngs(seed))
+  check_options(arch, options)
+  return cls(tuple(tasks), tuple(input_shape), rngs=nnx.Rngs(seed),
+             **{k: plain(v) for k, v in options.items()})
 
 
-__all__ = ["build", "partition", "merge", "params_of", "task_names", "Partition",
-           "REGISTRY"]
+def check_options(arch: str, options: Mapping[str, Any]) -> None:
+  """Raises unless ``options`` are keyword options of architecture ``arch``
+  and none that it needs is missing (option values are checked when it is
+  built)."""
+  cls = REGISTRY.factory(arch)
+  valid = arch_options(arch)
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise InvalidValue(f"Architecture {arch!r} ({cls.__name__}) has no option(s) "
+                       f"{unknown}; valid: {sorted(valid)}.")
+  missing = sorted(k for k, v in valid.items()
+                   if v is inspect.Parameter.empty and k not in options)
+  if missing:
+    raise InvalidValue(f"Architecture {arch!r} ({cls.__name__}) needs option(s) "
+                       f"{missing}; valid: {sorted(valid)}.")
+
+
+__all__ = ["arch_options", "build", "check_options", "partition", "merge", "params_of", "task_names",
+           "Partition", "REGISTRY"]

@@ -4,7 +4,7 @@ Guo, Lee, Ulbricht, "Learning to Branch for Multi-Task Learning", ICML 2020,
 arXiv:2006.01895.
 
 The search space is a layered trunk. Layer ``l`` has ``c_l`` candidate blocks
-(``branching.blocks``); every block of layer ``l >= 1`` chooses one *parent*
+(``branching['blocks']``); every block of layer ``l >= 1`` chooses one *parent*
 among the ``c_{l-1}`` blocks of the layer below, and every task head chooses
 one block of the last layer. Any choice of parents is a tree: tasks whose
 paths share a block share its weights, and tasks branch apart where their
@@ -33,14 +33,14 @@ Groups: the candidate blocks are ``shared``; the branching logits ``theta``
 ``tasks[name]``. There is no single shared representation (each task reads a
 different mixture), so no ``encode``/``decode``.
 
-Config (``config.model``)::
+Usage::
 
-  arch="branching",
-  trunk=dict(kind="mlp", hidden=(32, 32, 32), act="relu"),
-  # or trunk=dict(kind="cnn", channels=(8, 16), kernel_size=3, act="relu")
-  branching=dict(blocks=(1, 2, 2), tau=1.0, tau_decay=1.0, tau_min=0.1,
-                 hard=False, gumbel=True, eval_mode="argmax"),
-  head=dict(hidden=(), act="relu"),
+  models.build(tasks, input_shape, arch="branching",
+               trunk=dict(kind="mlp", hidden=(32, 32, 32), act="relu"),
+               # or trunk=dict(kind="cnn", channels=(8, 16), kernel_size=3, act="relu")
+               branching=dict(blocks=(1, 2, 2), tau=1.0, tau_decay=1.0, tau_min=0.1,
+                              hard=False, gumbel=True, eval_mode="argmax"),
+               head=dict(hidden=(), act="relu"))
 
 ``blocks`` defaults to one block in the first layer and one per task in the
 others.
@@ -55,12 +55,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mtl_jax.models.experts import flat_size, positive_int, widths
-from mtl_jax.models.heads import Head
-from mtl_jax.models.trunks import activation
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.options import frozen, group
+from mtl_jax.models.trunks import activation, flat_size
 from mtl_jax.tasks import Task
+from mtl_jax.validators import boolean, choice, in_range, positive, positive_int, widths
 
 EVAL_MODES = ("argmax", "soft")
+# The keys of the ``trunk`` and ``branching`` options and their defaults
+# (``trunk``: ``hidden`` for mlp, ``channels`` and ``kernel_size`` for cnn;
+# ``branching['blocks']``: None gives one block, then one per task per layer).
+TRUNK = frozen(kind="mlp", hidden=(32, 32, 32), channels=(32, 32, 32), kernel_size=3,
+               act="relu")
+SEARCH = frozen(blocks=None, tau=1.0, tau_decay=1.0, tau_min=0.1, hard=False,
+                gumbel=True, eval_mode="argmax")
 
 
 class SearchState(nnx.Variable):
@@ -81,32 +89,23 @@ class Block(nnx.Module):
     return nnx.max_pool(x, (2, 2), strides=(2, 2)) if self.cnn else x
 
 
-def _number(value: Any, field: str, low: float, high: float = float("inf")) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) \
-      or not low < value <= high:
-    raise ValueError(f"{field} must be a number in ({low}, {high}], got {value!r}.")
-  return float(value)
-
-
-def _search_options(config: Mapping[str, Any], num_layers: int,
+def _search_options(branching: Mapping[str, Any] | None, owner: str, num_layers: int,
                     num_tasks: int) -> dict[str, Any]:
-  """Validated ``config.branching`` with defaults."""
-  b = dict(config.get("branching", None) or {})
-  blocks = b.get("blocks") or (1,) + (num_tasks,) * (num_layers - 1)
-  blocks = widths(blocks, "model.branching.blocks")
+  """The ``branching`` option checked, with defaults."""
+  b = group(branching, f"{owner}: branching", SEARCH)
+  blocks = b["blocks"] or (1,) + (num_tasks,) * (num_layers - 1)
+  blocks = widths(blocks, f"{owner}: branching.blocks")
   if len(blocks) != num_layers:
-    raise ValueError(f"model.branching.blocks needs one count per trunk layer "
+    raise ValueError(f"{owner}: branching.blocks needs one count per trunk layer "
                      f"({num_layers}), got {blocks!r}.")
-  eval_mode = b.get("eval_mode", "argmax")
-  if eval_mode not in EVAL_MODES:
-    raise ValueError(f"model.branching.eval_mode must be one of {EVAL_MODES}, "
-                     f"got {eval_mode!r}.")
-  return dict(blocks=blocks, eval_mode=eval_mode,
-              tau=_number(b.get("tau", 1.0), "model.branching.tau", 0.0),
-              tau_decay=_number(b.get("tau_decay", 1.0), "model.branching.tau_decay",
-                                0.0, 1.0),
-              tau_min=_number(b.get("tau_min", 0.1), "model.branching.tau_min", 0.0),
-              hard=bool(b.get("hard", False)), gumbel=bool(b.get("gumbel", True)))
+  return dict(blocks=blocks,
+              eval_mode=choice(b["eval_mode"], f"{owner}: branching.eval_mode", EVAL_MODES),
+              tau=positive(b["tau"], f"{owner}: branching.tau"),
+              tau_decay=in_range(b["tau_decay"], f"{owner}: branching.tau_decay", 0, 1,
+                                 closed="right"),
+              tau_min=positive(b["tau_min"], f"{owner}: branching.tau_min"),
+              hard=boolean(b["hard"], f"{owner}: branching.hard"),
+              gumbel=boolean(b["gumbel"], f"{owner}: branching.gumbel"))
 
 
 class BranchingSearch(nnx.Module):
@@ -115,27 +114,37 @@ class BranchingSearch(nnx.Module):
   Args:
     tasks: the tasks.
     input_shape: ``(H, W, C)`` (cnn) or any shape (mlp, flattened).
-    config: ``config.model`` (see the module docstring).
     rngs: initialisation keys (also seed the Gumbel noise).
+    trunk: the search space's layers: ``kind`` (``'mlp'``, the default, or
+      ``'cnn'``), ``act`` (default ``'relu'``); for mlp ``hidden`` (layer
+      widths), for cnn ``channels`` (default ``(32, 32, 32)`` each) and
+      ``kernel_size`` (default 3).
+    branching: the search: ``blocks`` (candidate blocks per layer; default one,
+      then one per task), ``tau`` (Gumbel-softmax temperature, default 1.0),
+      ``tau_decay`` (per training step, in (0, 1], default 1.0), ``tau_min``
+      (default 0.1), ``hard`` (straight-through one-hot samples, default
+      False), ``gumbel`` (add Gumbel noise, default True) and ``eval_mode``
+      (``'argmax'``, the default, or ``'soft'``).
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
-    trunk = config.get("trunk", None) or {}
-    kind = trunk.get("kind", "mlp")
-    if kind not in ("cnn", "mlp"):
-      raise ValueError(f"model.trunk.kind must be 'cnn' or 'mlp' for branching, "
-                       f"got {kind!r}.")
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any] = TRUNK,
+               branching: Mapping[str, Any] = SEARCH, head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk = group(trunk, f"{owner}: trunk", TRUNK)
+    kind = choice(trunk["kind"], f"{owner}: trunk.kind", ("cnn", "mlp"))
     self.cnn = kind == "cnn"
-    sizes = widths(trunk.get("channels" if self.cnn else "hidden", (32, 32, 32)),
-                   f"model.trunk.{'channels' if self.cnn else 'hidden'}")
-    opts = _search_options(config, len(sizes), len(tasks))
+    field = "channels" if self.cnn else "hidden"
+    sizes = widths(trunk[field], f"{owner}: trunk.{field}")
+    opts = _search_options(branching, owner, len(sizes), len(tasks))
     self.tau, self.tau_decay, self.tau_min = opts["tau"], opts["tau_decay"], opts["tau_min"]
     self.hard, self.gumbel, self.eval_mode = opts["hard"], opts["gumbel"], opts["eval_mode"]
     in_features, out_features = self._io_sizes(input_shape, sizes)
-    act = trunk.get("act", "relu")
+    act = trunk["act"]
     activation(act)  # Validates the name.
-    kernel = positive_int(trunk.get("kernel_size", 3), "model.trunk.kernel_size")
+    kernel = positive_int(trunk["kernel_size"], f"{owner}: trunk.kernel_size")
     ins = (in_features, *sizes[:-1])
     self.shared = nnx.Dict({"layers": nnx.List([
         nnx.List([Block(self.cnn, a, b, kernel_size=kernel, act=act, rngs=rngs)
@@ -146,9 +155,9 @@ class BranchingSearch(nnx.Module):
         "parents": nnx.List([nnx.Param(jnp.zeros((c[l], c[l - 1])))
                              for l in range(1, len(c))]),
         "heads": nnx.Dict({t.name: nnx.Param(jnp.zeros((c[-1],))) for t in tasks})})
-    head = config.get("head", None) or {}
-    self.tasks = nnx.Dict({t.name: Head(out_features, t, tuple(head.get("hidden", ())),
-                                        act=head.get("act", "relu"), rngs=rngs)
+    head = head_options(head, owner)
+    self.tasks = nnx.Dict({t.name: Head(out_features, t, tuple(head["hidden"]),
+                                        act=head["act"], rngs=rngs)
                            for t in tasks})
     self.noise_key = SearchState(jax.random.key_data(rngs.params()))
     self.count = SearchState(jnp.zeros((), jnp.uint32))

@@ -17,25 +17,30 @@ Groups: shared experts (and PLE's inner shared gates) are ``shared``; each
 task's experts, gates and tower are under ``tasks[name]``. There is no single
 shared representation (no ``encode``/``decode``).
 
-Config (``config.model``)::
+Usage::
 
-  arch="cgc",
-  experts=dict(num_shared=2, num_task=1, hidden=(16,), act="relu"),
-  gate="softmax",          # or "dselect_k" (k, gamma)
-  head=dict(hidden=(8,), act="relu"),
+  models.build(tasks, input_shape, arch="cgc",
+               experts=dict(num_shared=2, num_task=1, hidden=(16,), act="relu"),
+               gate="softmax",          # or "dselect_k" (k, gamma, gate_conditioning)
+               head=dict(hidden=(8,), act="relu"))
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.experts import Experts, build_gate, flat_size, mix, positive_int, widths
-from mtl_jax.models.heads import Head
+from mtl_jax.models.experts import Experts, build_gate, expert_options, gate_options, mix
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.options import frozen
+from mtl_jax.models.trunks import flat_size
 from mtl_jax.tasks import Task
+
+# The keys of the ``experts`` option of CGC and PLE and their defaults.
+EXPERTS = frozen(num_shared=2, num_task=1, hidden=(16,), act="relu")
 
 
 class Level(nnx.Module):
@@ -79,35 +84,47 @@ def extract(shared: Level, tasks: dict, shared_in: jax.Array,
   return mix(shared.gate(shared_in), everything), task_out
 
 
-def expert_counts(config) -> tuple[int, int, tuple[int, ...], str]:
-  """``num_shared``, ``num_task``, ``hidden`` and ``act`` of ``config.experts``."""
-  ec = config.get("experts", None) or {}
-  return (positive_int(ec.get("num_shared", 2), "model.experts.num_shared"),
-          positive_int(ec.get("num_task", 1), "model.experts.num_task"),
-          widths(ec.get("hidden", (16,)), "model.experts.hidden"),
-          ec.get("act", "relu"))
-
-
 class CGC(nnx.Module):
-  """Task-specific + shared experts with per-task gates (``num_levels`` = 1).
+  """Task-specific + shared experts with per-task gates.
 
-  :class:`mtl_jax.models.ple.PLE` reuses this class with more levels.
+  :class:`mtl_jax.models.ple.PLE` reuses this class with ``levels`` levels.
 
   Args:
     tasks: the tasks.
     input_shape: shape of one example (flattened).
-    config: ``config.model`` (see the module docstring).
     rngs: initialisation keys.
+    experts: ``num_shared`` (shared experts per level, default 2),
+      ``num_task`` (experts of each task per level, default 1), ``hidden``
+      (layer widths of each expert MLP, default ``(16,)``) and ``act``
+      (default ``'relu'``).
+    gate: ``'softmax'`` (the paper's) or ``'dselect_k'``; every gate (each
+      task's, and PLE's inner shared gates) is of this kind.
+    k: DSelect-k gates: maximum number of selected experts.
+    gamma: DSelect-k gates: smooth-step width.
+    gate_conditioning: DSelect-k gates: ``'example'`` or ``'task'``.
+    head: the towers: ``hidden`` (default ``()``) and ``act`` (default ``'relu'``).
+    levels: ignored: CGC is one extraction level (accepted so that CGC and
+      PLE take the same options; :class:`~mtl_jax.models.ple.PLE` reads it).
   """
 
-  def num_levels(self, config) -> int:
-    del config
+  def num_levels(self, levels: Any, owner: str) -> int:
+    """The number of extraction levels built: 1 (``levels`` is PLE's option)."""
+    del levels, owner
     return 1
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
-    num_shared, num_task, hidden, act = expert_counts(config)
-    levels = self.num_levels(config)
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, experts: Mapping[str, Any] = EXPERTS,
+               gate: str = "softmax", k: int = 2, gamma: float = 1.0,
+               gate_conditioning: str = "example", head: Mapping[str, Any] = HEAD,
+               levels: int = 1):
+    owner = type(self).__name__
+    ex = expert_options(experts, owner, EXPERTS)
+    num_shared, num_task, hidden, act = (ex["num_shared"], ex["num_task"], ex["hidden"],
+                                         ex["act"])
+    gate_kw = gate_options(owner, gate=gate, k=k, gamma=gamma,
+                           gate_conditioning=gate_conditioning)
+    head = head_options(head, owner)
+    levels = self.num_levels(levels, owner)
     names = [t.name for t in tasks]
     shared, per_task = [], {n: [] for n in names}
     width = flat_size(input_shape)
@@ -115,17 +132,17 @@ class CGC(nnx.Module):
       inner = level < levels - 1  # Inner levels also mix all experts for the shared path.
       shared.append(Level(
           Experts(num_shared, width, hidden, act=act, rngs=rngs),
-          build_gate(config, width, len(names) * num_task + num_shared, rngs=rngs)
-          if inner else None))
+          build_gate(in_features=width, num_experts=len(names) * num_task + num_shared,
+                     rngs=rngs, **gate_kw) if inner else None))
       for n in names:
-        per_task[n].append(Level(Experts(num_task, width, hidden, act=act, rngs=rngs),
-                                 build_gate(config, width, num_task + num_shared, rngs=rngs)))
+        per_task[n].append(Level(
+            Experts(num_task, width, hidden, act=act, rngs=rngs),
+            build_gate(in_features=width, num_experts=num_task + num_shared, rngs=rngs,
+                       **gate_kw)))
       width = hidden[-1]
     self.shared = nnx.Dict({"levels": nnx.List(shared)})
-    head = config.get("head", None) or {}
     self.tasks = nnx.Dict({t.name: TaskStack(per_task[t.name], Head(
-        width, t, tuple(head.get("hidden", ())), act=head.get("act", "relu"),
-        rngs=rngs)) for t in tasks})
+        width, t, tuple(head["hidden"]), act=head["act"], rngs=rngs)) for t in tasks})
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     del train

@@ -16,26 +16,33 @@ orthogonality loss is the penalty ``sluice_orthogonality``
 
 Parameter layout:
 
-* ``tasks[name]``: ``column`` (a trunk built from ``config.trunk``, MLP or
+* ``tasks[name]``: ``column`` (a trunk built from the ``trunk`` option, MLP or
   CNN, not tied to one backbone) and ``head``.
 * ``cross``: ``alpha`` ``[L, Km, Km]`` (one unit per trunk stage, ``m = 1``
   for cross-stitch); ``beta`` ``[K, L]`` with ``sluice=True``.
 * ``shared``: empty; no single shared representation, so no
   ``encode``/``decode``.
+
+Usage::
+
+  models.build(tasks, input_shape, arch="cross_stitch",
+               trunk=dict(kind="mlp", hidden=(64, 64, 64)),   # each column
+               alpha_self=0.9, sluice=False,   # sluice=True: subspaces=2 by default
+               head=dict(hidden=(), act="relu"))
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import Head
-from mtl_jax.models.trunks import global_pool
-from mtl_jax.models.trunks import build_trunk
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.trunks import build_trunk, global_pool, trunk_options
 from mtl_jax.tasks import Task
+from mtl_jax.validators import boolean, positive_int
 
 
 def init_alpha(size: int, alpha_self: float) -> jax.Array:
@@ -71,23 +78,20 @@ def mix(alpha: jax.Array, h: jax.Array, subspaces: int = 1) -> jax.Array:
   return mixed.reshape(h.shape)
 
 
-def _check(config, widths: Sequence[int]) -> tuple[float, bool, int]:
-  alpha_self = config.get("alpha_self", 0.9)
+def _check(owner: str, alpha_self: Any, sluice: Any, subspaces: Any,
+           widths: Sequence[int]) -> tuple[float, bool, int]:
   if isinstance(alpha_self, bool) or not isinstance(alpha_self, (int, float)) \
       or not 0.0 <= alpha_self <= 1.0:
-    raise ValueError(f"model.alpha_self must be a number in [0, 1], got {alpha_self!r}.")
-  sluice = config.get("sluice", False)
-  if not isinstance(sluice, bool):
-    raise ValueError(f"model.sluice must be True or False, got {sluice!r}.")
-  m = config.get("subspaces", 2) if sluice else 1
-  if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-    raise ValueError(f"model.subspaces must be a positive integer, got {m!r}.")
+    raise ValueError(f"{owner}: alpha_self must be a number in [0, 1], got "
+                     f"{alpha_self!r}.")
+  sluice = boolean(sluice, f"{owner}: sluice")
+  m = positive_int(subspaces, f"{owner}: subspaces") if sluice else 1
   bad = [w for w in widths if w % m]
   if bad:
-    raise ValueError(f"model.subspaces={m} must divide every layer width; "
+    raise ValueError(f"{owner}: subspaces={m} must divide every layer width; "
                      f"widths are {list(widths)}.")
   if sluice and len(set(widths)) != 1:
-    raise ValueError("model.sluice=True combines all layer outputs, so every layer "
+    raise ValueError(f"{owner}: sluice=True combines all layer outputs, so every layer "
                      f"needs the same width; got widths {list(widths)}.")
   return float(alpha_self), sluice, m
 
@@ -95,27 +99,40 @@ def _check(config, widths: Sequence[int]) -> tuple[float, bool, int]:
 class CrossStitch(nnx.Module):
   """Per-task columns (``tasks``) mixed after every stage by ``cross`` units.
 
-  Config (``config.model``): ``trunk`` (each column), ``head`` (``hidden``,
-  ``act``), ``alpha_self`` (initial diagonal of every unit, default 0.9),
-  ``sluice`` (default False) and ``subspaces`` (sluice only, default 2).
-  Stages are those of the trunk's ``stage`` method: one
-  per MLP layer, one per CNN conv block plus the CNN's dense layer.
+  Stages are those of the trunk's ``stage`` method: one per MLP layer, one
+  per CNN conv block plus the CNN's dense layer. Every unit starts at
+  :func:`init_alpha` (rows sum to one); sluice's ``beta`` starts at the last
+  layer only, so with identity units both variants are exactly K independent
+  columns.
 
-  Every unit starts at :func:`init_alpha` (rows sum to one); sluice's ``beta``
-  starts at the last layer only, so with identity units both variants are
-  exactly K independent columns.
+  Args:
+    tasks: the tasks, one column each.
+    input_shape: shape of one example.
+    rngs: initialisation keys.
+    trunk: each column, an MLP or a CNN: keyword options of
+      :func:`~mtl_jax.models.trunks.build_trunk`.
+    alpha_self: initial diagonal of every unit, in ``[0, 1]``.
+    sluice: sluice network (subspaces and the ``beta`` layer combination)
+      instead of cross-stitch.
+    subspaces: sluice only: subspaces ``m`` per layer; must divide every
+      layer width.
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any], alpha_self: float = 0.9,
+               sluice: bool = False, subspaces: int = 2, head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
-    columns = [build_trunk(config.trunk, input_shape, rngs=rngs) for _ in tasks]
+    columns = [build_trunk(input_shape, rngs=rngs, **trunk) for _ in tasks]
     self.num_layers = columns[0].num_stages
     widths = [columns[0].stage_width(i) for i in range(self.num_layers)]
-    alpha_self, self.sluice, self.subspaces = _check(config, widths)
-    head = config.get("head", None) or {}
-    hidden, act = tuple(head.get("hidden", ())), head.get("act", "relu")
+    alpha_self, self.sluice, self.subspaces = _check(owner, alpha_self, sluice, subspaces,
+                                                     widths)
+    hidden, act = tuple(head["hidden"]), head["act"]
     self.tasks = nnx.Dict({
         t.name: nnx.Dict(column=col, head=Head(widths[-1], t, hidden, act=act,
                                                rngs=rngs))

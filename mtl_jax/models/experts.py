@@ -8,44 +8,57 @@ share two pieces:
   a leading expert axis, so all experts run as one batched op:
   ``[B, in] -> [E, B, out]``.
 * a gate: ``[B, in] -> [B, E]`` mixture weights on the simplex, either the
-  softmax gate of MMoE (:class:`SoftmaxGate`) or the k-sparse DSelect-k gate;
-  :func:`build_gate` picks one from ``config.gate``.
+  softmax gate of MMoE (:class:`SoftmaxGate`) or the k-sparse DSelect-k gate
+  (:class:`mtl_jax.models.dselect_k_gate.DSelectKGate`); :func:`build_gate`
+  builds one by name.
 
 :func:`mix` combines them: ``sum_e g[b, e] f_e(x)[b]``.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mtl_jax.models.dselect_k_gate import CONDITIONINGS, DSelectKGate
+from mtl_jax.models.options import group
 from mtl_jax.models.trunks import activation
+from mtl_jax.validators import choice, positive, positive_int, widths
 
 GATES = ("softmax", "dselect_k")
 
 
-def positive_int(value: Any, field: str) -> int:
-  """``value`` as an int >= 1, else a ValueError naming ``field``."""
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{field} must be a positive integer, got {value!r}.")
-  return value
+def expert_options(experts: Optional[Mapping[str, Any]], owner: str,
+                   defaults: Mapping[str, Any]) -> dict[str, Any]:
+  """An architecture's ``experts`` option group: merged over ``defaults``,
+  unknown keys refused, counts (``num*``) positive integers and ``hidden``
+  non-empty positive widths. ``owner`` leads the messages."""
+  opts = group(experts, f"{owner}: experts", defaults)
+  for key in opts:
+    if key.startswith("num"):
+      opts[key] = positive_int(opts[key], f"{owner}: experts.{key}")
+  opts["hidden"] = widths(opts["hidden"], f"{owner}: experts.hidden")
+  return opts
 
 
-def widths(value: Any, field: str) -> tuple[int, ...]:
-  """A non-empty sequence of positive layer widths, else a ValueError."""
-  if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-    raise ValueError(f"{field} must be a non-empty sequence of positive integers, "
-                     f"got {value!r}.")
-  return tuple(positive_int(v, field) for v in value)
-
-
-def flat_size(input_shape: Sequence[int]) -> int:
-  """Number of features of one flattened example."""
-  return math.prod(int(d) for d in input_shape)
+def gate_options(owner: str, *, gate: str, k: Any, gamma: Any,
+                 gate_conditioning: str) -> dict[str, Any]:
+  """An architecture's gate options, checked: keyword arguments for
+  :func:`build_gate`. ``k`` and ``gamma`` are only read (and checked) for
+  DSelect-k gates. ``owner`` leads the messages."""
+  choice(gate, f"{owner}: gate", GATES)
+  choice(gate_conditioning, f"{owner}: gate_conditioning", CONDITIONINGS)
+  if gate == "softmax":
+    if gate_conditioning != "example":
+      raise ValueError(f"{owner}: gate_conditioning applies to DSelect-k gates only "
+                       f"(gate='dselect_k'); got {gate_conditioning!r} with the "
+                       "softmax gate.")
+    return dict(kind=gate)
+  return dict(kind=gate, k=positive_int(k, f"{owner}: k"),
+              gamma=positive(gamma, f"{owner}: gamma"), conditioning=gate_conditioning)
 
 
 class Experts(nnx.Module):
@@ -99,33 +112,31 @@ class SoftmaxGate(nnx.Module):
     return jax.nn.softmax(self.logits(x), axis=-1)
 
 
-def build_gate(config, in_features: int, num_experts: int, *, rngs: nnx.Rngs,
-               kind: str | None = None) -> nnx.Module:
-  """The gate named by ``config.gate`` (``softmax`` or ``dselect_k``).
+def build_gate(kind: str, in_features: int, num_experts: int, *, rngs: nnx.Rngs,
+               k: int = 2, gamma: float = 1.0, conditioning: str = "example") -> nnx.Module:
+  """A gate ``[B, in_features] -> [B, num_experts]``.
 
-  ``config.k`` (DSelect-k: maximum number of selected experts, default 2,
-  capped at ``num_experts``), ``config.gamma`` (smooth-step width, default
-  1.0) and ``config.gate_conditioning`` (``"example"``, the default, or
-  ``"task"`` for input-independent selections) configure the DSelect-k gate.
-  ``kind`` overrides ``config.gate``.
+  Args:
+    kind: ``'softmax'`` (:class:`SoftmaxGate`) or ``'dselect_k'``
+      (:class:`~mtl_jax.models.dselect_k_gate.DSelectKGate`).
+    in_features: input size.
+    num_experts: number of experts mixed.
+    rngs: initialisation keys.
+    k: DSelect-k: maximum number of selected experts, capped at ``num_experts``.
+    gamma: DSelect-k: smooth-step width.
+    conditioning: DSelect-k: ``'example'`` (logits from the input) or
+      ``'task'`` (input-independent selections); the softmax gate takes
+      ``'example'`` only.
   """
-  kind = kind or config.get("gate", "softmax")
-  conditioning = config.get("gate_conditioning", "example")
+  choice(kind, "gate", GATES)
   if kind == "softmax":
     if conditioning != "example":
-      raise ValueError("model.gate_conditioning applies to DSelect-k gates only "
-                       f"(model.gate='dselect_k'); got {conditioning!r} with the "
-                       "softmax gate.")
+      raise ValueError("conditioning applies to DSelect-k gates only; got "
+                       f"{conditioning!r} with the softmax gate.")
     return SoftmaxGate(in_features, num_experts, rngs=rngs)
-  if kind == "dselect_k":
-    from mtl_jax.models.dselect_k import DSelectKGate  # pylint: disable=g-import-not-at-top
-    k = positive_int(config.get("k", 2), "model.k")
-    gamma = config.get("gamma", 1.0)
-    if not isinstance(gamma, (int, float)) or gamma <= 0:
-      raise ValueError(f"model.gamma must be a positive number, got {gamma!r}.")
-    return DSelectKGate(in_features, num_experts, k=min(k, num_experts),
-                        gamma=float(gamma), conditioning=conditioning, rngs=rngs)
-  raise ValueError(f"model.gate must be one of {GATES}, got {kind!r}.")
+  k = positive_int(k, "DSelect-k gate: k")
+  return DSelectKGate(in_features, num_experts, k=min(k, num_experts), gamma=gamma,
+                      conditioning=conditioning, rngs=rngs)
 
 
 def mix(weights: jax.Array, expert_outputs: jax.Array) -> jax.Array:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 from flax import nnx
 
+from mtl_jax.models.options import frozen, group, keyword_defaults
 from mtl_jax.models.trunks import MLP
 from mtl_jax.tasks import Task
 
@@ -30,10 +31,22 @@ class Head(nnx.Module):
     return self.out(z)
 
 
-def build_heads(tasks: Sequence[Task], in_features: int, config, *,
-                rngs: nnx.Rngs) -> nnx.Dict:
-  """One :class:`Head` per task from ``config.model.head`` (``hidden``, ``act``)."""
-  hidden = tuple(config.get("hidden", ()))
-  act = config.get("act", "relu")
-  return nnx.Dict({t.name: Head(in_features, t, hidden, act=act, rngs=rngs)
+def build_heads(tasks: Sequence[Task], in_features: int, *, rngs: nnx.Rngs,
+                hidden: Sequence[int] = (), act: str = "relu") -> nnx.Dict:
+  """One :class:`Head` per task, keyed by task name.
+
+  Architectures take ``hidden`` and ``act`` as their ``head`` dict, e.g.
+  ``head=dict(hidden=(32,), act="relu")``.
+  """
+  return nnx.Dict({t.name: Head(in_features, t, tuple(hidden), act=act, rngs=rngs)
                    for t in tasks})
+
+
+# The keys of a ``head`` option group and their defaults.
+HEAD = frozen(**keyword_defaults(build_heads))
+
+
+def head_options(head: Optional[Mapping[str, Any]], owner: str) -> dict[str, Any]:
+  """``head`` (an architecture's option) checked and completed with defaults:
+  ``{'hidden': ..., 'act': ...}``. ``owner`` leads the messages."""
+  return group(head, f"{owner}: head", HEAD)

@@ -14,27 +14,31 @@ task's gate and tower are under ``tasks[name]``. Each task sees its own mixture
 of experts, so there is no single shared representation and no
 ``encode``/``decode`` (the representation engine does not apply).
 
-Config (``config.model``)::
+Usage::
 
-  arch="mmoe",
-  experts=dict(num=8, hidden=(16,), act="relu"),  # each expert an MLP
-  gate="softmax",                                 # or "dselect_k" (k, gamma,
-                                                  #   gate_conditioning)
-  head=dict(hidden=(8,), act="relu"),             # the towers
+  models.build(tasks, input_shape, arch="mmoe",
+               experts=dict(num=8, hidden=(16,), act="relu"),  # each expert an MLP
+               gate="softmax",            # or "dselect_k" (k, gamma, gate_conditioning)
+               head=dict(hidden=(8,), act="relu"))             # the towers
 
 Inputs of any shape are flattened.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 from flax import nnx
 
-from mtl_jax.models.experts import Experts, build_gate, flat_size, mix, positive_int, widths
-from mtl_jax.models.heads import Head
+from mtl_jax.models.experts import Experts, build_gate, expert_options, gate_options, mix
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.options import frozen
+from mtl_jax.models.trunks import flat_size
 from mtl_jax.tasks import Task
+
+# The keys of MMoE's ``experts`` option and their defaults.
+EXPERTS = frozen(num=8, hidden=(16,), act="relu")
 
 
 class GatedTower(nnx.Module):
@@ -54,31 +58,32 @@ class MMoE(nnx.Module):
   Args:
     tasks: the tasks, one gate and tower each.
     input_shape: shape of one example (flattened).
-    config: ``config.model`` (see the module docstring).
     rngs: initialisation keys.
+    experts: ``num`` (number of experts, default 8), ``hidden`` (layer widths
+      of each expert MLP, default ``(16,)``) and ``act`` (default ``'relu'``).
+    gate: ``'softmax'`` (the paper's) or ``'dselect_k'``.
+    k: DSelect-k gate: maximum number of selected experts (capped at ``num``).
+    gamma: DSelect-k gate: smooth-step width.
+    gate_conditioning: DSelect-k gate: ``'example'`` or ``'task'``
+      (input-independent selections); see :mod:`mtl_jax.models.dselect_k_gate`.
+    head: the towers: ``hidden`` (default ``()``) and ``act`` (default ``'relu'``).
   """
 
-  gate_kind: str | None = None  # Subclasses may fix the gate.
-
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, experts: Mapping[str, Any] = EXPERTS,
+               gate: str = "softmax", k: int = 2, gamma: float = 1.0,
+               gate_conditioning: str = "example", head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
     in_features = flat_size(input_shape)
-    ec = config.get("experts", None) or {}
-    num = positive_int(ec.get("num", 8), "model.experts.num")
-    hidden = widths(ec.get("hidden", (16,)), "model.experts.hidden")
-    self.shared = Experts(num, in_features, hidden, act=ec.get("act", "relu"),
-                          rngs=rngs)
-    head = config.get("head", None) or {}
+    ex = expert_options(experts, owner, EXPERTS)
+    gate_kw = gate_options(owner, gate=gate, k=k, gamma=gamma,
+                           gate_conditioning=gate_conditioning)
+    head = head_options(head, owner)
+    self.shared = Experts(ex["num"], in_features, ex["hidden"], act=ex["act"], rngs=rngs)
     self.tasks = nnx.Dict({t.name: GatedTower(
-        build_gate(config, in_features, num, rngs=rngs, kind=self._gate(config)),
-        Head(hidden[-1], t, tuple(head.get("hidden", ())), act=head.get("act", "relu"),
-             rngs=rngs)) for t in tasks})
-
-  def _gate(self, config) -> str | None:
-    if self.gate_kind and config.get("gate", self.gate_kind) != self.gate_kind:
-      raise ValueError(f"model.gate must be {self.gate_kind!r} (or unset) for "
-                       f"{type(self).__name__}, got {config.get('gate')!r}.")
-    return self.gate_kind
+        build_gate(in_features=in_features, num_experts=ex["num"], rngs=rngs, **gate_kw),
+        Head(ex["hidden"][-1], t, tuple(head["hidden"]), act=head["act"], rngs=rngs))
+        for t in tasks})
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     del train

@@ -28,27 +28,34 @@ are under ``tasks[name]``; the batch statistics are non-parameter state
 (``rest``, at the same paths). Attention is per task, so there is no single
 shared representation (no ``encode``/``decode``).
 
-Config (``config.model``)::
+Usage::
 
-  arch="mtan",
-  trunk=dict(kind="cnn", channels=(16, 32), features=64, kernel_size=3, act="relu"),
-  # or trunk=dict(kind="mlp", hidden=(64, 32), act="relu")  (block widths)
-  attention_norm=True,     # batch norm in the attention modules (the paper's)
-  head=dict(hidden=(), act="relu"),
+  models.build(tasks, input_shape, arch="mtan",
+               trunk=dict(kind="cnn", channels=(16, 32), features=64, kernel_size=3,
+                          act="relu"),
+               # or trunk=dict(kind="mlp", hidden=(64, 32), act="relu")  (block widths)
+               attention_norm=True,     # batch norm in the attention modules (the paper's)
+               head=dict(hidden=(), act="relu"))
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.experts import flat_size, positive_int, widths
-from mtl_jax.models.heads import Head
-from mtl_jax.models.trunks import activation
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.options import frozen, group
+from mtl_jax.models.trunks import activation, flat_size
 from mtl_jax.tasks import Task
+from mtl_jax.validators import boolean, choice, positive_int, widths
+
+# The keys of MTAN's ``trunk`` option and their defaults (``channels``,
+# ``features`` and ``kernel_size`` for cnn; ``hidden`` for mlp).
+TRUNK = frozen(kind="cnn", channels=(16, 32), features=64, kernel_size=3, act="relu",
+               hidden=(64, 32))
 
 
 def _wide(cnn: bool, kernel_size: int, a: int, b: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -71,22 +78,23 @@ class Backbone(nnx.Module):
   """Shared blocks (``u_j = act(first(x))``, ``p_j = act(second(u_j))``, pool)
   and a final layer mapping the last block's output to features."""
 
-  def __init__(self, input_shape: Sequence[int], trunk, *, rngs: nnx.Rngs):
-    kind = trunk.get("kind", "cnn")
-    if kind not in ("cnn", "mlp"):
-      raise ValueError(f"model.trunk.kind must be 'cnn' or 'mlp' for mtan, got {kind!r}.")
+  def __init__(self, input_shape: Sequence[int], *, rngs: nnx.Rngs, kind: str = "cnn",
+               channels: Sequence[int] = (16, 32), features: int = 64,
+               kernel_size: int = 3, act: str = "relu", hidden: Sequence[int] = (64, 32),
+               owner: str = "MTAN"):
+    choice(kind, f"{owner}: trunk.kind", ("cnn", "mlp"))
     self.cnn = kind == "cnn"
-    self.kernel_size = positive_int(trunk.get("kernel_size", 3), "model.trunk.kernel_size")
-    self.act = trunk.get("act", "relu")
+    self.kernel_size = positive_int(kernel_size, f"{owner}: trunk.kernel_size")
+    self.act = act
     activation(self.act)  # Validates the name.
     if kind == "cnn":
-      self.widths = widths(trunk.get("channels", (16, 32)), "model.trunk.channels")
+      self.widths = widths(channels, f"{owner}: trunk.channels")
       h, w, c = _image_shape(input_shape, len(self.widths))
       final_in = (h >> len(self.widths)) * (w >> len(self.widths)) * self.widths[-1]
-      self.out_features = positive_int(trunk.get("features", 64), "model.trunk.features")
+      self.out_features = positive_int(features, f"{owner}: trunk.features")
       self.final = nnx.Linear(final_in, self.out_features, rngs=rngs)
     else:
-      self.widths = widths(trunk.get("hidden", (64, 32)), "model.trunk.hidden")
+      self.widths = widths(hidden, f"{owner}: trunk.hidden")
       c = flat_size(input_shape)
       self.out_features, self.final = self.widths[-1], None
     sizes = (c, *self.widths)
@@ -131,7 +139,7 @@ class TaskAttention(nnx.Module):
   """One task's attention modules (``g``, ``h`` per block; ``f`` between
   blocks), their batch norms (``attention_norm``) and its head."""
 
-  def __init__(self, backbone: Backbone, task: Task, head_config, *,
+  def __init__(self, backbone: Backbone, task: Task, *, head: Mapping[str, Any] = HEAD,
                attention_norm: bool = True, rngs: nnx.Rngs):
     cnn, c = backbone.cnn, backbone.widths
     self.g = nnx.List([_point(cnn, c[j] * (1 if j == 0 else 2), c[j], rngs)
@@ -142,8 +150,8 @@ class TaskAttention(nnx.Module):
     self.g_norm = _norms(attention_norm, c, rngs)
     self.h_norm = _norms(attention_norm, c, rngs)
     self.f_norm = _norms(attention_norm, c[1:], rngs)
-    self.head = Head(backbone.out_features, task, tuple(head_config.get("hidden", ())),
-                     act=head_config.get("act", "relu"), rngs=rngs)
+    self.head = Head(backbone.out_features, task, tuple(head["hidden"]), act=head["act"],
+                     rngs=rngs)
 
   @staticmethod
   def _normed(layers: nnx.List, norms: nnx.List, j: int, x: jax.Array,
@@ -174,19 +182,27 @@ class MTAN(nnx.Module):
   Args:
     tasks: the tasks.
     input_shape: ``(H, W, C)`` (cnn) or any shape (mlp, flattened).
-    config: ``config.model`` (see the module docstring).
     rngs: initialisation keys.
+    trunk: the shared backbone: ``kind`` (``'cnn'``, the default, or
+      ``'mlp'``), ``act`` (default ``'relu'``); for cnn ``channels`` (of the
+      blocks, default ``(16, 32)``), ``features`` (of the final dense layer,
+      default 64) and ``kernel_size`` (default 3); for mlp ``hidden`` (block
+      widths, default ``(64, 32)``).
+    attention_norm: batch norm in the attention modules (the paper's).
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
-    self.shared = Backbone(input_shape, config.get("trunk", None) or {}, rngs=rngs)
-    norm = config.get("attention_norm", True)
-    if not isinstance(norm, bool):
-      raise ValueError(f"model.attention_norm must be True or False, got {norm!r}.")
-    head = config.get("head", None) or {}
-    self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head, attention_norm=norm,
-                                                 rngs=rngs)
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any] = TRUNK,
+               attention_norm: bool = True, head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk = group(trunk, f"{owner}: trunk", TRUNK)
+    norm = boolean(attention_norm, f"{owner}: attention_norm")
+    head = head_options(head, owner)
+    self.shared = Backbone(input_shape, rngs=rngs, owner=owner, **trunk)
+    self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head=head,
+                                                 attention_norm=norm, rngs=rngs)
                            for t in tasks})
 
   def features(self, x: jax.Array, *, train: bool = False

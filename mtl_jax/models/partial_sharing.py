@@ -17,59 +17,68 @@ Networks", arXiv:1706.05098, 2017, for the taxonomy):
 In both, the shared layers process K task-specific representations (batched
 as one op), so there is no single shared representation and no
 ``encode``/``decode``.
+
+Usage::
+
+  models.build(tasks, (H, W, C), arch="task_conv",
+               trunk=dict(kind="cnn", channels=(16, 32), features=64),
+               task_kernel_size=3, head=dict(hidden=(), act="relu"))
+  models.build(tasks, input_shape, arch="task_encoders",
+               trunk=dict(kind="mlp", hidden=(64, 32)), embedding_dim=32,
+               head=dict(hidden=(), act="relu"))
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import Head
-from mtl_jax.models.trunks import activation, build_trunk
+from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.trunks import activation, build_trunk, trunk_options
 from mtl_jax.tasks import Task
-
-
-def _positive_int(value, field: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{field} must be a positive integer, got {value!r}.")
-  return value
-
-
-def _head_args(config) -> tuple[tuple[int, ...], str]:
-  head = config.get("head", None) or {}
-  return tuple(head.get("hidden", ())), head.get("act", "relu")
+from mtl_jax.validators import positive_int
 
 
 class TaskConv(nnx.Module):
   """Shared conv blocks, a per-task conv, then the shared dense layer.
-
-  Config (``config.model``): ``trunk`` (must be ``kind='cnn'`` with at least
-  one conv block), ``head`` and ``task_kernel_size`` (default 3).
 
   Shared (``shared``): the CNN trunk: all its conv blocks (the encoder) and
   its final dense layer (the decoding layer, applied to every task's feature
   map). Task-specific (``tasks[name]``): ``conv`` (a ``k x k`` convolution,
   ``C -> C`` channels on the encoder's output, 'SAME' padding, followed by the
   trunk's activation) and ``head``.
+
+  Args:
+    tasks: the tasks.
+    input_shape: ``(H, W, C)`` of one example.
+    rngs: initialisation keys.
+    trunk: the shared CNN: keyword options of
+      :func:`~mtl_jax.models.trunks.build_trunk`; ``kind`` must be ``'cnn'``
+      and ``channels`` must have at least one conv block.
+    task_kernel_size: window ``k`` of each task's convolution.
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
-    kind = config.trunk.get("kind", "mlp")
-    if kind != "cnn":
-      raise ValueError(f"task_conv needs model.trunk.kind='cnn', got {kind!r}.")
-    if not tuple(config.trunk.get("channels", (16, 32))):
-      raise ValueError("task_conv needs at least one conv block in "
-                       "model.trunk.channels, got ().")
-    size = _positive_int(config.get("task_kernel_size", 3), "model.task_kernel_size")
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any], task_kernel_size: int = 3,
+               head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk, head = trunk_options(trunk, owner), head_options(head, owner)
+    if trunk["kind"] != "cnn":
+      raise ValueError(f"task_conv needs trunk.kind='cnn', got {trunk['kind']!r}.")
+    if not tuple(trunk["channels"]):
+      raise ValueError("task_conv needs at least one conv block in trunk.channels, "
+                       "got ().")
+    size = positive_int(task_kernel_size, f"{owner}: task_kernel_size")
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
-    self.shared = build_trunk(config.trunk, input_shape, rngs=rngs)
+    self.shared = build_trunk(input_shape, rngs=rngs, **trunk)
     channels = self.shared.stage_width(len(self.shared.convs) - 1)
-    hidden, act = _head_args(config)
+    hidden, act = tuple(head["hidden"]), head["act"]
     self.tasks = nnx.Dict({
         t.name: nnx.Dict(
             conv=nnx.Conv(channels, channels, (size, size), rngs=rngs),
@@ -92,24 +101,36 @@ class TaskConv(nnx.Module):
 class TaskEncoders(nnx.Module):
   """Per-task encoders feeding one shared embedding layer, then heads.
 
-  Config (``config.model``): ``trunk`` (each task's encoder, MLP or CNN),
-  ``head`` and ``embedding_dim`` (default: the encoder's output width).
-
   Shared (``shared``): the embedding layer, ``Dense(encoder width ->
   embedding_dim)`` + the trunk's activation, applied to every task's
   encoding. Task-specific (``tasks[name]``): ``encoder`` and ``head``.
+
+  Args:
+    tasks: the tasks.
+    input_shape: shape of one example.
+    rngs: initialisation keys.
+    trunk: each task's encoder, MLP or CNN: keyword options of
+      :func:`~mtl_jax.models.trunks.build_trunk`.
+    embedding_dim: width of the shared embedding layer; None (the default)
+      gives the encoder's output width.
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any],
+               embedding_dim: Optional[int] = None, head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
-    encoders = [build_trunk(config.trunk, input_shape, rngs=rngs) for _ in tasks]
+    encoders = [build_trunk(input_shape, rngs=rngs, **trunk) for _ in tasks]
     width = encoders[0].out_features
-    dim = _positive_int(config.get("embedding_dim", width), "model.embedding_dim")
-    self.act = config.trunk.get("act", "relu")
+    dim = positive_int(width if embedding_dim is None else embedding_dim,
+                       f"{owner}: embedding_dim")
+    self.act = trunk["act"]
     self.shared = nnx.Linear(width, dim, rngs=rngs)
-    hidden, act = _head_args(config)
+    hidden, act = tuple(head["hidden"]), head["act"]
     self.tasks = nnx.Dict({
         t.name: nnx.Dict(encoder=enc, head=Head(dim, t, hidden, act=act, rngs=rngs))
         for t, enc in zip(tasks, encoders)})

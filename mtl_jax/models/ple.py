@@ -25,23 +25,41 @@ receive gradient from every task; being task parameters, they are trained
 with the weighted-sum gradient. No single shared representation (no
 ``encode``/``decode``).
 
-Config (``config.model``)::
+Usage::
 
-  arch="ple",
-  levels=2,
-  experts=dict(num_shared=2, num_task=1, hidden=(16,), act="relu"),
-  gate="softmax",          # or "dselect_k" (k, gamma)
-  head=dict(hidden=(8,), act="relu"),
+  models.build(tasks, input_shape, arch="ple", levels=2,
+               experts=dict(num_shared=2, num_task=1, hidden=(16,), act="relu"),
+               gate="softmax",          # or "dselect_k" (k, gamma, gate_conditioning)
+               head=dict(hidden=(8,), act="relu"))
 """
 
 from __future__ import annotations
 
-from mtl_jax.models.cgc import CGC
-from mtl_jax.models.experts import positive_int
+from typing import Any, Mapping, Sequence
+
+from flax import nnx
+
+from mtl_jax.models.cgc import CGC, EXPERTS
+from mtl_jax.models.heads import HEAD
+from mtl_jax.tasks import Task
+from mtl_jax.validators import positive_int
 
 
 class PLE(CGC):
-  """CGC extraction networks stacked ``config.levels`` times (default 2)."""
+  """CGC extraction networks stacked ``levels`` times (default 2).
 
-  def num_levels(self, config) -> int:
-    return positive_int(config.get("levels", 2), "model.levels")
+  Args as :class:`mtl_jax.models.cgc.CGC`, plus ``levels``: the number of
+  extraction levels (1 gives CGC).
+  """
+
+  def num_levels(self, levels: Any, owner: str) -> int:
+    return positive_int(levels, f"{owner}: levels")
+
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, experts: Mapping[str, Any] = EXPERTS,
+               gate: str = "softmax", k: int = 2, gamma: float = 1.0,
+               gate_conditioning: str = "example", head: Mapping[str, Any] = HEAD,
+               levels: int = 2):
+    super().__init__(tasks, input_shape, rngs=rngs, experts=experts, gate=gate, k=k,
+                     gamma=gamma, gate_conditioning=gate_conditioning, head=head,
+                     levels=levels)

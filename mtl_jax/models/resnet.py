@@ -1,6 +1,6 @@
 """ResNet trunks (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
 
-``ResNet`` is the trunk of ``config.model.trunk.kind = 'resnet'``: basic
+``ResNet`` is the trunk ``trunk=dict(kind="resnet", ...)``: basic
 blocks (conv 3x3 -> batch norm -> ReLU -> conv 3x3 -> batch norm, plus the
 identity or a 1x1 projection, then ReLU), four stages of widths
 ``(w, 2w, 4w, 8w)`` with strides ``(1, 2, 2, 2)``, global average pooling.

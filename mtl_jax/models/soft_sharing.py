@@ -5,13 +5,13 @@ Parameter Sharing in a Neural Network Parser", ACL 2015 (L2 distance between
 the towers' parameters); Yang & Hospedales, "Trace Norm Regularised Deep
 Multi-Task Learning", ICLR Workshop 2017, arXiv:1606.04038 (trace norm of the
 stacked towers). The architecture itself shares nothing; the coupling is a
-penalty on the stacked tower weights (:mod:`mtl_jax.penalties`, configured by
-``config.model.penalties``).
+penalty on the stacked tower weights (:mod:`mtl_jax.penalties`), which the
+trainer adds to the loss; penalties are not an option of the architecture.
 
 Parameter layout:
 
 * ``cross['towers']``: stacked per-task towers; leading axis = tasks in
-  canonical (sorted-name) order. Each tower is the trunk of ``config.trunk``
+  canonical (sorted-name) order. Each tower is the trunk given by ``trunk``
   (MLP or CNN); the K towers run as one batched (``vmap``-ed) computation.
   They get the gradient of the weighted loss sum, so slice ``k`` receives
   exactly task ``k``'s (weighted) gradient.
@@ -21,22 +21,28 @@ Parameter layout:
   penalties.
 * ``shared``: empty. There is no single shared representation, hence no
   ``encode``/``decode`` (the representation engine does not apply).
+
+Usage::
+
+  models.build(tasks, input_shape, arch="soft_sharing",
+               trunk=dict(kind="mlp", hidden=(64,), act="relu"),   # each tower
+               head=dict(hidden=(), act="relu"))
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import build_heads
-from mtl_jax.models.trunks import build_trunk
+from mtl_jax.models.heads import HEAD, build_heads, head_options
+from mtl_jax.models.trunks import build_trunk, trunk_options
 from mtl_jax.tasks import Task
 
 
-def _stacked_towers(trunk_config, input_shape: Sequence[int], num_tasks: int,
+def _stacked_towers(trunk: Mapping[str, Any], input_shape: Sequence[int], num_tasks: int,
                     rngs: nnx.Rngs) -> nnx.Module:
   """``num_tasks`` independently initialised trunks, stacked on axis 0.
 
@@ -44,7 +50,7 @@ def _stacked_towers(trunk_config, input_shape: Sequence[int], num_tasks: int,
   would be) and their states stacked leaf by leaf; the result is one module
   whose every parameter and batch statistic has a leading task axis.
   """
-  towers = [build_trunk(trunk_config, input_shape, rngs=rngs) for _ in range(num_tasks)]
+  towers = [build_trunk(input_shape, rngs=rngs, **trunk) for _ in range(num_tasks)]
   graphdef, _ = nnx.split(towers[0])
   states = [nnx.state(t) for t in towers]
   return nnx.merge(graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
@@ -61,19 +67,26 @@ def _run_towers(towers: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
 class SoftSharing(nnx.Module):
   """Stacked per-task towers under ``cross``, per-task heads under ``tasks``.
 
-  Config (``config.model``): ``trunk`` (the tower, see
-  :func:`~mtl_jax.models.trunks.build_trunk`), ``head`` (``hidden``, ``act``)
-  and optionally ``penalties`` (read by the trainer, not by the model).
+  Args:
+    tasks: the tasks, one tower and head each.
+    input_shape: shape of one example.
+    rngs: initialisation keys.
+    trunk: each tower: keyword options of
+      :func:`~mtl_jax.models.trunks.build_trunk`.
+    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
+      ``'relu'``).
   """
 
-  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], config, *,
-               rngs: nnx.Rngs):
+  def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
+               rngs: nnx.Rngs, trunk: Mapping[str, Any],
+               head: Mapping[str, Any] = HEAD):
+    owner = type(self).__name__
+    trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
-    towers = _stacked_towers(config.trunk, input_shape, len(tasks), rngs)
+    towers = _stacked_towers(trunk, input_shape, len(tasks), rngs)
     self.cross = nnx.Dict(towers=towers)
-    self.tasks = build_heads(tasks, towers.out_features, config.get("head", None) or {},
-                             rngs=rngs)
+    self.tasks = build_heads(tasks, towers.out_features, rngs=rngs, **head)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
     z = _run_towers(self.cross["towers"], x, train)

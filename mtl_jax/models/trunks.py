@@ -7,14 +7,25 @@ knowledge; multi-task models wrap them.
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mtl_jax.models.options import frozen, group, keyword_defaults
+from mtl_jax.models.resnet import ResNet
+from mtl_jax.validators import choice
+
+TRUNK_KINDS = ("cnn", "mlp", "resnet")
 ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh,
                "silu": nnx.silu, "identity": lambda x: x}
+
+
+def flat_size(input_shape: Sequence[int]) -> int:
+  """Number of features of one flattened example."""
+  return math.prod(int(d) for d in input_shape)
 
 
 def activation(name: str):
@@ -139,26 +150,52 @@ def global_pool(x: jax.Array) -> jax.Array:
   return x if x.ndim == 2 else jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
 
-def build_trunk(config, input_shape: Sequence[int], *, rngs: nnx.Rngs) -> nnx.Module:
-  """A trunk from ``config.model.trunk``: ``kind`` in {'mlp', 'cnn', 'resnet'}
-  (:class:`mtl_jax.models.resnet.ResNet`: ``blocks``, ``width``, ``stem``)."""
-  kind = config.get("kind", "mlp")
-  act = config.get("act", "relu")
+def build_trunk(input_shape: Sequence[int], *, rngs: nnx.Rngs, kind: str = "mlp",
+                act: str = "relu", hidden: Sequence[int] = (256, 128),
+                channels: Sequence[int] = (16, 32), features: int = 64,
+                kernel_size: int = 3, batch_norm: bool = False,
+                blocks: Sequence[int] = (2, 2, 2, 2), width: int = 64,
+                stem: str = "cifar") -> nnx.Module:
+  """A trunk (shared feature extractor) for inputs of ``input_shape``.
+
+  Architectures take these options as their ``trunk`` dict, e.g.
+  ``trunk=dict(kind="cnn", channels=(16, 32), features=64)``; each kind reads
+  its own and ignores the others.
+
+  Args:
+    input_shape: shape of one example.
+    rngs: initialisation keys.
+    kind: ``'mlp'`` (:class:`MLP`, on the flattened input), ``'cnn'``
+      (:class:`CNN`) or ``'resnet'`` (:class:`mtl_jax.models.resnet.ResNet`);
+      the last two need ``(H, W, C)`` inputs.
+    act: activation name (mlp, cnn).
+    hidden: layer widths (mlp).
+    channels: output channels of each conv block (cnn).
+    features: size of the final dense representation (cnn).
+    kernel_size: convolution window (cnn).
+    batch_norm: batch normalisation after each convolution (cnn).
+    blocks: basic blocks per stage (resnet).
+    width: channels of the first stage (resnet).
+    stem: ``'cifar'`` or ``'imagenet'`` (resnet).
+  """
+  choice(kind, "trunk.kind", TRUNK_KINDS)
   if kind == "mlp":
-    in_features = 1
-    for d in input_shape:
-      in_features *= int(d)
-    return MLP(in_features, tuple(config.get("hidden", (256, 128))), act=act,
-               rngs=rngs)
+    return MLP(flat_size(input_shape), tuple(hidden), act=act, rngs=rngs)
+  if len(input_shape) != 3:
+    raise ValueError(f"A {kind} trunk needs (H, W, C) inputs, got {tuple(input_shape)}.")
   if kind == "cnn":
-    if len(input_shape) != 3:
-      raise ValueError(f"A cnn trunk needs (H, W, C) inputs, got {tuple(input_shape)}.")
-    return CNN(input_shape, tuple(config.get("channels", (16, 32))),
-               int(config.get("features", 64)), kernel_size=int(config.get("kernel_size", 3)),
-               batch_norm=bool(config.get("batch_norm", False)), act=act, rngs=rngs)
-  if kind == "resnet":
-    from mtl_jax.models.resnet import ResNet
-    return ResNet(input_shape, tuple(config.get("blocks", (2, 2, 2, 2))),
-                  int(config.get("width", 64)), stem=config.get("stem", "cifar"),
-                  rngs=rngs)
-  raise ValueError(f"Unknown trunk kind {kind!r}; valid: ['cnn', 'mlp', 'resnet'].")
+    return CNN(input_shape, tuple(channels), int(features), kernel_size=int(kernel_size),
+               batch_norm=bool(batch_norm), act=act, rngs=rngs)
+  return ResNet(input_shape, tuple(blocks), int(width), stem=stem, rngs=rngs)
+
+
+# The keys of a ``trunk`` option group and their defaults.
+TRUNK = frozen(**keyword_defaults(build_trunk))
+
+
+def trunk_options(trunk: Optional[Mapping[str, Any]], owner: str) -> dict[str, Any]:
+  """``trunk`` (an architecture's option) checked and completed with defaults:
+  keyword arguments for :func:`build_trunk`. ``owner`` leads the messages."""
+  trunk = group(trunk, f"{owner}: trunk", TRUNK)
+  choice(trunk["kind"], f"{owner}: trunk.kind", TRUNK_KINDS)
+  return trunk

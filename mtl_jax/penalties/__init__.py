@@ -1,7 +1,8 @@
 """Penalties: ``penalty(params) -> scalar`` added to the objective.
 
-Each penalty lives in its own module as a pure function of arrays and
-declares which parameters it reads (:func:`~mtl_jax.penalties.base.acts_on`):
+Each penalty lives in its own module as a pure function of arrays, and is
+registered as a :class:`~mtl_jax.penalties.base.Penalty` that also says which
+parameters it reads (``apply(select(params), **options)``):
 
 * soft-sharing penalties, on the stacked tower kernels (the leaves named
   ``kernel`` of ``params['cross']``, each with a leading task axis of size
@@ -20,7 +21,7 @@ weight, or to ``{"weight": w, **options}`` for a penalty with options::
   penalty = penalties.build({"dselect_entropy": 1e-3}, config.model)  # model's gamma
   step = make_train_step(graphdef, tasks, method, tx, penalty=penalty)
 
-Options that describe the model (``model_options`` of ``acts_on``: the
+Options that describe the model (the penalty's ``model_options``: the
 DSelect-k gates' ``gamma``) come from the model config given to :func:`build`
 (the trainer gives ``config.model``); an entry that sets one to another value
 than the model's is refused.
@@ -29,29 +30,30 @@ than the model's is refused.
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable, Mapping, Optional
 
 import jax
 
-from mtl_jax.penalties.base import as_matrices, stacked_kernels
+from mtl_jax.penalties.base import Penalty, as_matrices, on_stacked_kernels, stacked_kernels
 from mtl_jax.registry import Registry
+from mtl_jax.validators import number, positive
 
 REGISTRY = Registry("penalty", __name__, {
-    "l2_to_mean": "l2_to_mean:l2_to_mean",
-    "pairwise_l2": "pairwise_l2:pairwise_l2",
-    "trace_norm": "trace_norm:trace_norm",
-    "orthogonality": "orthogonality:orthogonality",
-    "l21": "l21:l21",
-    "dselect_entropy": "dselect_entropy:dselect_entropy",
-    "sluice_orthogonality": "sluice_orthogonality:sluice_orthogonality",
-})
+    name: f"{name}:PENALTY" for name in (
+        "l2_to_mean", "pairwise_l2", "trace_norm", "orthogonality", "l21",
+        "dselect_entropy", "sluice_orthogonality")})
 
 
-def get(name: str) -> Callable:
-  """The penalty function ``name``: a function of the arrays that its
-  ``select(params)`` attribute reads from the model parameters."""
-  return REGISTRY.factory(name)
+def get(name: str) -> Penalty:
+  """The :class:`~mtl_jax.penalties.base.Penalty` ``name``: ``apply``, a
+  function of the arrays that ``select(params)`` reads from the model
+  parameters."""
+  return REGISTRY.lookup(name)
+
+
+def register(name: str, penalty: Penalty, *, replace: bool = False) -> None:
+  """Adds a user's own penalty, e.g. ``register("mine", on_stacked_kernels(fn))``."""
+  REGISTRY.register(name, penalty, replace=replace)
 
 
 def names() -> tuple[str, ...]:
@@ -59,19 +61,16 @@ def names() -> tuple[str, ...]:
 
 
 def _weight(name: str, weight) -> float:
-  if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-      or not math.isfinite(weight) or weight < 0:
-    raise ValueError(f"model.penalties[{name!r}] must be a non-negative number, "
-                     f"got {weight!r}.")
-  return float(weight)
+  subject = f"model.penalties[{name!r}]"
+  return positive(number(weight, subject), subject, allow_zero=True)
 
 
-def _options(name: str, fn: Callable, options: dict) -> dict:
-  """``options`` if ``fn`` takes them as keywords, else a ValueError."""
+def _options(name: str, apply: Callable, options: dict) -> dict:
+  """``options`` if ``apply`` takes them as keywords, else a ValueError."""
   try:
-    inspect.signature(fn).bind(None, **options)
+    inspect.signature(apply).bind(None, **options)
   except TypeError:
-    valid = list(inspect.signature(fn).parameters)[1:]
+    valid = list(inspect.signature(apply).parameters)[1:]
     raise ValueError(f"model.penalties[{name!r}]: unknown option(s) "
                      f"{sorted(options)}; valid: {valid or 'none'}.") from None
   return options
@@ -86,20 +85,20 @@ def _entry(name: str, spec: Any) -> tuple[float, dict]:
     raise ValueError(f"model.penalties[{name!r}] is a mapping, so it needs a "
                      f"'weight' entry; got {options!r}.")
   weight = options.pop("weight")
-  return _weight(name, weight), _options(name, get(name), options)
+  return _weight(name, weight), _options(name, get(name).apply, options)
 
 
 def _term(name: str, weight: float, options: dict) -> Callable[[dict], jax.Array]:
-  """``params -> weight * fn(fn.select(params), **options)``, naming ``name`` in
+  """``params -> weight * apply(select(params), **options)``, naming ``name`` in
   the error when the parameters lack what the penalty reads."""
-  fn = get(name)
+  penalty = get(name)
 
   def term(params: dict) -> jax.Array:
     try:
-      arrays = fn.select(params)
+      arrays = penalty.select(params)
     except ValueError as e:
       raise ValueError(f"Penalty {name!r} cannot be applied to this model: {e}") from e
-    return weight * fn(arrays, **options)
+    return weight * penalty.apply(arrays, **options)
 
   return term
 
@@ -107,7 +106,7 @@ def _term(name: str, weight: float, options: dict) -> Callable[[dict], jax.Array
 def _with_model_options(name: str, options: dict,
                         model_config: Optional[Mapping[str, Any]]) -> dict:
   """``options`` plus the penalty's ``model_options`` read from the model."""
-  for key in getattr(get(name), "model_options", ()):
+  for key in get(name).model_options:
     if model_config is None or model_config.get(key, None) is None:
       continue
     value = model_config.get(key)
@@ -133,7 +132,7 @@ def build(penalty_config: Optional[Mapping[str, Any]],
       ``gamma``) unless their entry sets them.
 
   Returns:
-    ``penalty(params) = sum_name weight * name(name.select(params), **options)``
+    ``penalty(params) = sum_name weight * apply(select(params), **options)``
     for the ``{'shared', 'tasks', 'cross'}`` parameters, or ``None`` when
     there is nothing to add (no entries, or all weights zero).
 
@@ -165,4 +164,5 @@ def build(penalty_config: Optional[Mapping[str, Any]],
   return penalty
 
 
-__all__ = ["build", "get", "names", "stacked_kernels", "as_matrices", "REGISTRY"]
+__all__ = ["Penalty", "REGISTRY", "as_matrices", "build", "get", "names",
+           "on_stacked_kernels", "register", "stacked_kernels"]

@@ -1,51 +1,71 @@
-"""Shared helpers of the penalties: what a penalty reads, stacked leaves as matrices.
+"""The penalty contract and its shared helpers.
 
-Every penalty is a pure function of some arrays (a pytree, summed over its
-leaves) and declares with :func:`acts_on` how those arrays are read from a
-model's parameters ``{'shared', 'tasks', 'cross'}``:
+A penalty is a :class:`Penalty`: a pure function of some arrays (a pytree,
+summed over its leaves) and how those arrays are read from a model's
+parameters ``{'shared', 'tasks', 'cross'}`` (:data:`GROUPS`)::
+
+  penalty = penalties.get("l2_to_mean")
+  value = penalty.apply(penalty.select(params))
 
 * the soft-sharing penalties act on *stacked* weights, with a leading task
   axis ``[K, ...]`` (K towers in canonical task order, as
-  :mod:`mtl_jax.models.soft_sharing` stores them); :func:`stacked_kernels`
-  picks those out of the parameters;
+  :mod:`mtl_jax.models.soft_sharing` stores them): each is a function of one
+  stacked weight, and :func:`on_stacked_kernels` makes it a penalty of every
+  kernel that :func:`stacked_kernels` picks out of the parameters;
 * the auxiliary regularisers of particular architectures read their own
   leaves by name (``dselect_entropy``: DSelect-k selector logits;
   ``sluice_orthogonality``: the sluice columns' kernels).
 
 A selection function raises ``ValueError`` when the parameters lack what the
-penalty needs; its message lists what was found (:func:`describe`).
+penalty needs; its message lists what was found (:func:`describe`). Each
+penalty module defines its function of arrays (named after the penalty) and
+``PENALTY``, the :class:`Penalty` that :mod:`mtl_jax.penalties` registers.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import functools
+from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
-GROUPS = ("shared", "tasks", "cross")
+from mtl_jax.contracts import PyTree
+from mtl_jax.models.partition import GROUPS
 
 
-def acts_on(select: Callable[[dict], PyTree], *, model_options: tuple[str, ...] = ()):
-  """Declares the parameters a penalty reads: ``penalty(select(params))``.
+class PenaltyApply(Protocol):
+  """``apply(arrays, **options) -> scalar``: the penalty of ``arrays`` (an
+  array or a pytree of them, summed over its leaves), with the penalty's own
+  keyword options (e.g. ``dselect_entropy``'s ``gamma``)."""
 
-  Args:
-    select: maps the model parameters ``{'shared', 'tasks', 'cross'}`` to the
-      penalty's first argument; raises ``ValueError`` if they lack it.
-    model_options: keyword options of the penalty that describe the model
+  def __call__(self, arrays: PyTree, **options: Any) -> jax.Array:
+    ...
+
+
+class PenaltySelect(Protocol):
+  """``select(params) -> arrays``: what the penalty reads from the model
+  parameters ``{'shared', 'tasks', 'cross'}``; raises ``ValueError`` (listing
+  what was found) when they lack it."""
+
+  def __call__(self, params: dict) -> PyTree:
+    ...
+
+
+class Penalty(NamedTuple):
+  """A penalty as pure functions, ``apply(select(params), **options)``.
+
+  Attributes:
+    apply: :class:`PenaltyApply`, the penalty as a function of arrays.
+    select: :class:`PenaltySelect`, the arrays it reads from the parameters.
+    model_options: keyword options of ``apply`` that describe the model
       (e.g. DSelect-k's ``gamma``): ``penalties.build`` takes them from the
       model config when the penalty's entry does not set them.
-
-  Returns:
-    A decorator that stores ``select`` and ``model_options`` as attributes of
-    the penalty (itself unchanged: still a function of arrays).
   """
-  def declare(fn: Callable) -> Callable:
-    fn.select = select
-    fn.model_options = tuple(model_options)
-    return fn
-  return declare
+
+  apply: PenaltyApply
+  select: PenaltySelect
+  model_options: tuple[str, ...] = ()
 
 
 def as_matrices(w: jax.Array) -> jax.Array:
@@ -133,3 +153,19 @@ def stacked_kernels(params: dict) -> list[jax.Array]:
           f"cross/{'/'.join(path)} has shape {tuple(leaf.shape)}; penalties need a "
           f"leading task axis of size {num_tasks}.")
   return [leaf for _, leaf in kernels]
+
+
+def on_stacked_kernels(one: Callable[[jax.Array], jax.Array]) -> Penalty:
+  """The soft-sharing penalty made of ``one``, a function of one stacked weight.
+
+  Args:
+    one: ``one(w) -> scalar`` for a stacked weight ``w [K, ...]`` (leading
+      axis = tasks).
+
+  Returns:
+    A :class:`Penalty` whose ``apply(stacked)`` is ``sum_leaf one(leaf)``
+    over an array ``[K, ...]`` or a pytree of them, and whose ``select`` is
+    :func:`stacked_kernels`: the penalty of a model is ``one`` summed over
+    the stacked kernels of its towers.
+  """
+  return Penalty(apply=functools.partial(sum_over_leaves, one), select=stacked_kernels)

@@ -6,8 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.models.dselect_k import code_weights
-from mtl_jax.penalties.base import (PyTree, acts_on, describe, leaves_with_paths,
-                                   sum_over_leaves)
+from mtl_jax.contracts import PyTree
+from mtl_jax.models.partition import GROUPS
+from mtl_jax.penalties.base import Penalty, describe, leaves_with_paths, sum_over_leaves
 
 LEAF = "z_logits"
 
@@ -28,7 +29,7 @@ def selector_logits(params: dict) -> list[jax.Array]:
       example-conditioned ones (``gate/z/kernel``), whose selectors depend on
       the input and so are no function of the parameters alone.
   """
-  found = [((group,) + path, leaf) for group in ("shared", "tasks", "cross")
+  found = [((group,) + path, leaf) for group in GROUPS
            for path, leaf in leaves_with_paths(params.get(group, {}))]
   logits = [leaf for path, leaf in found if path[-1] == LEAF]
   if logits:
@@ -54,7 +55,6 @@ def _entropy(r: jax.Array) -> jax.Array:
                   axis=-1)
 
 
-@acts_on(selector_logits, model_options=("gamma",))
 def dselect_entropy(z_logits: PyTree, gamma: float = 1.0) -> jax.Array:
   """DSelect-k's entropy regulariser: every single-expert selector to one-hot.
 
@@ -100,3 +100,6 @@ def dselect_entropy(z_logits: PyTree, gamma: float = 1.0) -> jax.Array:
     google-research/tree/master/dselect_k_moe.
   """
   return sum_over_leaves(lambda z: jnp.sum(_entropy(code_weights(z, gamma))), z_logits)
+
+
+PENALTY = Penalty(dselect_entropy, select=selector_logits, model_options=("gamma",))

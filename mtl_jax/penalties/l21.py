@@ -5,19 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import (PyTree, acts_on, as_matrices, stacked_kernels,
-                                   sum_over_leaves)
+from mtl_jax.penalties.base import as_matrices, on_stacked_kernels
 
 
-def _one(w: jax.Array) -> jax.Array:
-  sq = jnp.sum(jnp.square(as_matrices(w)), axis=(0, 2))  # [inputs]
-  positive = sq > 0
-  # Double `where`: the norm's gradient at an all-zero group is 0, not NaN.
-  return jnp.sum(jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0))
-
-
-@acts_on(stacked_kernels)
-def l21(stacked: PyTree) -> jax.Array:
+def l21(w: jax.Array) -> jax.Array:
   """Joint feature selection: an L2 norm per input feature, summed (L1).
 
   .. math::
@@ -25,21 +16,12 @@ def l21(stacked: PyTree) -> jax.Array:
 
   where ``r`` runs over input features (rows of
   :func:`~mtl_jax.penalties.base.as_matrices`; for a conv kernel, every
-  ``(h, w, c_in)`` tap) and the norm is across tasks ``k`` and outputs ``c``,
-  summed over the leaves of ``stacked``. A feature is thus used by all tasks
-  or driven to zero for all. At an all-zero group the minimum-norm
-  subgradient 0 is returned.
+  ``(h, w, c_in)`` tap) and the norm is across tasks ``k`` and outputs ``c``.
+  A feature is thus used by all tasks or driven to zero for all. At an
+  all-zero group the minimum-norm subgradient 0 is returned.
 
-  Args:
-    stacked: an array ``[K, ...]`` or a pytree of them (leading axis = tasks).
-
-  Returns:
-    A scalar.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> float(l21(jnp.array([[3.0, 0.0], [4.0, 0.0]])))
-    5.0
+  >>> float(l21(jnp.array([[3.0, 0.0], [4.0, 0.0]])))
+  5.0
 
   References:
     Argyriou, Evgeniou & Pontil, "Multi-Task Feature Learning", NeurIPS 2006.
@@ -49,4 +31,10 @@ def l21(stacked: PyTree) -> jax.Array:
     Liu, Ji & Ye, "Multi-Task Feature Learning via Efficient l2,1-Norm
     Minimization", UAI 2009, arXiv:1205.2631.
   """
-  return sum_over_leaves(_one, stacked)
+  sq = jnp.sum(jnp.square(as_matrices(w)), axis=(0, 2))  # [inputs]
+  positive = sq > 0
+  # Double `where`: the norm's gradient at an all-zero group is 0, not NaN.
+  return jnp.sum(jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0))
+
+
+PENALTY = on_stacked_kernels(l21)

@@ -5,39 +5,29 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
+from mtl_jax.penalties.base import on_stacked_kernels
 
 
-def _one(w: jax.Array) -> jax.Array:
-  w = w.reshape(w.shape[0], -1)
-  return jnp.sum(jnp.square(w - jnp.mean(w, axis=0, keepdims=True)))
-
-
-@acts_on(stacked_kernels)
-def l2_to_mean(stacked: PyTree) -> jax.Array:
+def l2_to_mean(w: jax.Array) -> jax.Array:
   """Mean-regularised multi-task learning: towers pulled to their mean.
 
   .. math::
      \\Omega(W) = \\sum_{k=1}^K \\|W_k - \\bar W\\|_F^2,
-     \\qquad \\bar W = \\frac1K \\sum_k W_k,
+     \\qquad \\bar W = \\frac1K \\sum_k W_k.
 
-  summed over the leaves of ``stacked``. Its gradient w.r.t. ``W_k`` is
-  ``2 (W_k - \\bar W)``; it is zero iff all towers are equal.
+  Its gradient w.r.t. ``W_k`` is ``2 (W_k - \\bar W)``; it is zero iff all
+  towers are equal.
 
-  Args:
-    stacked: an array ``[K, ...]`` or a pytree of them (leading axis = tasks).
-
-  Returns:
-    A scalar.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> float(l2_to_mean(jnp.array([[1.0, 2.0], [3.0, 4.0]])))
-    4.0
+  >>> float(l2_to_mean(jnp.array([[1.0, 2.0], [3.0, 4.0]])))
+  4.0
 
   References:
     Evgeniou & Pontil, "Regularized Multi-Task Learning", KDD 2004.
     Duong, Cohn, Bird & Cook, "Low Resource Dependency Parsing: Cross-lingual
     Parameter Sharing in a Neural Network Parser", ACL 2015.
   """
-  return sum_over_leaves(_one, stacked)
+  w = w.reshape(w.shape[0], -1)
+  return jnp.sum(jnp.square(w - jnp.mean(w, axis=0, keepdims=True)))
+
+
+PENALTY = on_stacked_kernels(l2_to_mean)

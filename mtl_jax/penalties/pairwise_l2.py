@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import jax
 
-from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
-from mtl_jax.penalties.l2_to_mean import _one as _to_mean
+from mtl_jax.penalties.base import on_stacked_kernels
+from mtl_jax.penalties.l2_to_mean import l2_to_mean
 
 
-def _one(w: jax.Array) -> jax.Array:
-  return w.shape[0] * _to_mean(w)
-
-
-@acts_on(stacked_kernels)
-def pairwise_l2(stacked: PyTree) -> jax.Array:
+def pairwise_l2(w: jax.Array) -> jax.Array:
   """Soft sharing by pairwise distances between the task towers.
 
   .. math::
@@ -21,22 +16,17 @@ def pairwise_l2(stacked: PyTree) -> jax.Array:
                 = K \\sum_k \\|W_k - \\bar W\\|_F^2,
 
   computed through the identity on the right (``O(K P)`` instead of
-  ``O(K^2 P)``), summed over the leaves of ``stacked``. Gradient w.r.t.
-  ``W_k``: ``2 \\sum_{j} (W_k - W_j) = 2 K (W_k - \\bar W)``.
+  ``O(K^2 P)``). Gradient w.r.t. ``W_k``:
+  ``2 \\sum_{j} (W_k - W_j) = 2 K (W_k - \\bar W)``.
 
-  Args:
-    stacked: an array ``[K, ...]`` or a pytree of them (leading axis = tasks).
-
-  Returns:
-    A scalar.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> float(pairwise_l2(jnp.array([[1.0, 2.0], [3.0, 4.0]])))
-    8.0
+  >>> float(pairwise_l2(jax.numpy.array([[1.0, 2.0], [3.0, 4.0]])))
+  8.0
 
   References:
     Duong, Cohn, Bird & Cook, "Low Resource Dependency Parsing: Cross-lingual
     Parameter Sharing in a Neural Network Parser", ACL 2015 (two towers).
   """
-  return sum_over_leaves(_one, stacked)
+  return w.shape[0] * l2_to_mean(w)
+
+
+PENALTY = on_stacked_kernels(pairwise_l2)

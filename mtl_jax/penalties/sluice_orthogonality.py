@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import (PyTree, acts_on, describe, leaves_with_paths,
-                                   sum_over_leaves)
-from mtl_jax.penalties.orthogonality import _one as _pairwise_orthogonality
+from mtl_jax.contracts import PyTree
+from mtl_jax.penalties.base import Penalty, describe, leaves_with_paths, sum_over_leaves
+from mtl_jax.penalties.orthogonality import orthogonality
 
 
 def _subspaces(params: dict) -> int:
@@ -60,7 +60,6 @@ def subspace_kernels(params: dict) -> list[jax.Array]:
   return blocks
 
 
-@acts_on(subspace_kernels)
 def sluice_orthogonality(subspaces: PyTree) -> jax.Array:
   """Subspace orthogonality (sluice networks): the subspaces of a layer learn
   different features.
@@ -104,4 +103,7 @@ def sluice_orthogonality(subspaces: PyTree) -> jax.Array:
     Bousmalis, Trigeorgis, Silberman, Krishnan & Erhan, "Domain Separation
     Networks", NeurIPS 2016, arXiv:1608.06019.
   """
-  return sum_over_leaves(_pairwise_orthogonality, subspaces)
+  return sum_over_leaves(orthogonality, subspaces)
+
+
+PENALTY = Penalty(sluice_orthogonality, select=subspace_kernels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.penalties.base import PyTree, acts_on, sum_over_leaves, stacked_kernels
+from mtl_jax.penalties.base import on_stacked_kernels
 
 
 @jax.custom_jvp
@@ -30,34 +30,21 @@ def _nuclear_norm_jvp(primals, tangents):
   return jnp.sum(s), jnp.sum(jax.lax.stop_gradient(polar) * dm)
 
 
-def _one(w: jax.Array) -> jax.Array:
-  return nuclear_norm(w.reshape(w.shape[0], -1))
-
-
-@acts_on(stacked_kernels)
-def trace_norm(stacked: PyTree) -> jax.Array:
-  """Low-rank coupling of the towers: nuclear norm of each stacked layer.
+def trace_norm(w: jax.Array) -> jax.Array:
+  """Low-rank coupling of the towers: nuclear norm of a stacked layer.
 
   .. math::
-     \\Omega(W) = \\sum_{\\text{layers}} \\big\\|[\\operatorname{vec} W_1;
-       \\dots; \\operatorname{vec} W_K]\\big\\|_* = \\sum_{\\ell} \\sum_i
-       \\sigma_i(M_\\ell),
+     \\Omega(W) = \\big\\|[\\operatorname{vec} W_1; \\dots;
+       \\operatorname{vec} W_K]\\big\\|_* = \\sum_i \\sigma_i(M),
 
-  where ``M_l`` is layer ``l``'s stacked weight reshaped to ``[K, -1]`` (the
+  where ``M`` is the stacked weight reshaped to ``[K, -1]`` (the
   tensor-trace-norm variant of Yang & Hospedales that flattens all non-task
-  axes). Differentiable everywhere through :func:`nuclear_norm`'s guarded
-  derivative (finite at zero and repeated singular values).
+  axes), summed over the layers. Differentiable everywhere through
+  :func:`nuclear_norm`'s guarded derivative (finite at zero and repeated
+  singular values).
 
-  Args:
-    stacked: an array ``[K, ...]`` or a pytree of them (leading axis = tasks).
-
-  Returns:
-    A scalar.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> float(trace_norm(jnp.array([[3.0, 0.0], [0.0, 4.0]])))
-    7.0
+  >>> float(trace_norm(jnp.array([[3.0, 0.0], [0.0, 4.0]])))
+  7.0
 
   References:
     Yang & Hospedales, "Trace Norm Regularised Deep Multi-Task Learning",
@@ -65,4 +52,7 @@ def trace_norm(stacked: PyTree) -> jax.Array:
     Argyriou, Evgeniou & Pontil, "Convex Multi-Task Feature Learning",
     Machine Learning 73(3), 2008.
   """
-  return sum_over_leaves(_one, stacked)
+  return nuclear_norm(w.reshape(w.shape[0], -1))
+
+
+PENALTY = on_stacked_kernels(trace_norm)

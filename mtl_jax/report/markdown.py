@@ -11,7 +11,10 @@ import math
 import os
 from typing import Mapping, Optional, Sequence
 
+from mtl_jax.losses import metrics as metrics_lib
+from mtl_jax.losses.delta_m import delta_m
 from mtl_jax.report.runs import BASELINE, Run
+from mtl_jax.tasks import Task
 
 DASH = "—"
 
@@ -30,7 +33,6 @@ def metric_direction(run: Run, task: str, metric: str) -> Optional[bool]:
   override = _get(run.config, "tasks", task, "higher_is_better", metric, default=None)
   if override is not None:
     return bool(override)
-  from mtl_jax.losses import metrics as metrics_lib
   try:
     return metrics_lib.get(metric).higher_is_better
   except (KeyError, ValueError):
@@ -101,8 +103,6 @@ def delta_m_of(run: Run, baseline: Run,
   if run.compare_dir is not None and run.compare_dir == baseline.compare_dir \
       and run.delta_m is not None:
     return float(run.delta_m)
-  from mtl_jax.losses.delta_m import delta_m
-  from mtl_jax.tasks import Task
   tasks = []
   for task, metrics in baseline.results.items():
     unknown = [m for m in metrics if dirs.get(task, {}).get(m) is None]

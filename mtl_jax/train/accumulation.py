@@ -8,35 +8,17 @@ update (up to float reassociation). Per-task losses are means over the
 task ``t``'s example losses and ``N_t = sum_m n_{t,m}`` its labelled
 examples (``L_t = 0`` when ``N_t = 0``). So the micro-batches contribute loss
 *sums*, and every cotangent on them is scaled by ``1 / N_t``, the global
-count, known before the first micro-batch (:func:`mtl_jax.train.step.make_counts`).
-A task masked out of a micro-batch simply adds nothing there.
+count, known before the first micro-batch (``ModelFns.counts``,
+:func:`mtl_jax.train.step.make_counts`). A task masked out of a micro-batch
+simply adds nothing there.
 
-What each engine (:mod:`mtl_jax.train.engines`) does, and costs, per step:
-
-* ``weighted`` (and the periodic steps between solves, ``reuse``): the
-  weights ``w = weighting(L)`` may depend on the global losses (GLS, IMTL-L,
-  DWA's bookkeeping, ...), which exist only after the last micro-batch. So:
-  a forward-only pass for ``L``, the weights, then a pass of VJPs with
-  cotangents ``w_t / N_t``: **one extra forward** per step. When the
-  weights provably do not read the current losses (equal, fixed,
-  uncertainty, RLW, ...: checked on the weighting's jaxpr), the extra
-  forward is skipped.
-* ``jacobian``: one pass accumulating loss sums and the rows of the
-  Jacobian (every parameter group, ``T`` VJPs per micro-batch), then the
-  whole-batch method logic unchanged (:func:`engines.finish_jacobian`).
-  Memory: ``T x P`` (as without accumulation) plus one micro-batch.
-* ``representation``: the Gramian of the gradients w.r.t. ``z`` is additive
-  over micro-batches (their rows of ``z`` are disjoint), so pass 1 runs the
-  encoder forward and the heads' VJP per micro-batch and accumulates it with
-  the losses; the weights are solved; pass 2 runs encode/decode again and
-  takes the VJP through the trunk with the final weights: **one extra
-  forward of the trunk**.
-* ``gramian``: ``G = J J^T`` with ``J = sum_m J_m`` is *not* the sum of the
-  micro-batch Gramians (cross terms ``J_m J_m'^T``). It is formed column by
-  column as in the whole-batch engine, ``G e_s = J (J^T e_s)``, with
-  ``J^T e_s`` a pass of VJPs and ``J v`` a pass of JVPs over the
-  micro-batches: memory of one parameter vector and one micro-batch, cost
-  ``2T + 1`` passes over the batch.
+This module holds the machinery the engines share (the split, the scan,
+the passes of forwards and VJPs, the weighted step); each engine
+(:mod:`mtl_jax.train.engines`) runs its accumulated path from its own module,
+where its cost per step is written. In short: ``weighted`` and ``reuse`` take
+one extra forward when the loss weights read the current losses,
+``jacobian`` one pass, ``representation`` one extra forward of the trunk,
+``gramian`` ``2T + 1`` passes.
 
 Non-parameter state (``rest``, batch-norm running statistics) is carried
 through the scan: batch statistics are those of each micro-batch, and the
@@ -47,17 +29,14 @@ sequence; the step returns the state after the last micro-batch.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jax_core
 
-from mtl_jax.aggregation.base import gramian
-from mtl_jax.train import engines
-from mtl_jax.train.engines import EngineOut, Gathered
+from mtl_jax.train.engines.base import EngineOut, ModelFns, loss_weights
 
 
 def check_steps(steps: Any) -> int:
@@ -101,37 +80,28 @@ def micro_batches(batch: dict, steps: int) -> dict:
   size = sizes.pop()
   check_batch(size, steps)
 
-  def split(x):
+  def split_rows(x):
     x = jnp.asarray(x)
     return jnp.moveaxis(x.reshape((size // steps, steps) + x.shape[1:]), 1, 0)
-  return jax.tree.map(split, batch)
+  return jax.tree.map(split_rows, batch)
 
 
-class Accumulation(NamedTuple):
-  """How a step splits its batch.
-
-  Attributes:
-    steps: ``M``, the number of micro-batches.
-    counts_of: ``batch -> [T]`` labelled examples per task (no model run).
-  """
-
-  steps: int
-  counts_of: Callable[[dict], jax.Array]
-
-
-class _Split(NamedTuple):
+class Split(NamedTuple):
   batches: dict        # [M, B/M, ...]
   counts: jax.Array    # [T] global labelled examples N_t
   inv: jax.Array       # [T] 1 / max(N_t, 1): loss sums -> global means
 
 
-def _split(acc: Accumulation, batch: dict) -> _Split:
-  counts = acc.counts_of(batch)
+def split(fns: ModelFns, batch: dict) -> Split:
+  """The micro-batches of ``batch`` and its global counts (``fns.counts``)."""
+  if fns.counts is None:
+    raise ValueError("Gradient accumulation needs ModelFns.counts (make_counts).")
+  counts = fns.counts(batch)
   inv = 1.0 / jnp.maximum(counts, 1).astype(jnp.float32)
-  return _Split(micro_batches(batch, acc.steps), counts, inv)
+  return Split(micro_batches(batch, fns.accumulation_steps), counts, inv)
 
 
-def _sums(forward):
+def sums(forward):
   """``forward`` on loss sums ``s_t = L_t n_t``: what micro-batches add up."""
   def f(params, rest, batch):
     losses, (counts, new_rest) = forward(params, rest, batch)
@@ -139,42 +109,42 @@ def _sums(forward):
   return f
 
 
-def _scan(body, init, batches):
+def scan(body, init, batches):
   """``body(carry, micro_batch) -> carry`` over the micro-batches."""
   return jax.lax.scan(lambda c, b: (body(c, b), None), init, batches)[0]
 
 
-def _add(a, b):
+def add(a, b):
   return jax.tree.map(jnp.add, a, b)
 
 
-def _zeros(tree):
+def zeros(tree):
   return jax.tree.map(jnp.zeros_like, tree)
 
 
-def _first(batches):
+def first(batches):
   return jax.tree.map(lambda x: x[0], batches)
 
 
-def _sum_zeros(f, *args):
+def sum_zeros(f, *args):
   """Zeros shaped like the loss sums of ``f(*args)``, without running it."""
   shape = jax.eval_shape(f, *args)[0]
   return jnp.zeros(shape.shape, shape.dtype)
 
 
-def _loss_pass(forward, params, rest, split: _Split):
+def loss_pass(forward, params, rest, parts: Split):
   """Forward only: the loss sums ``[T]`` over the micro-batches."""
-  f = _sums(forward)
+  f = sums(forward)
 
   def body(carry, batch):
-    sums, rest = carry
+    total, rest = carry
     s, (_, rest) = f(params, rest, batch)
-    return sums + s, rest
-  init = (_sum_zeros(f, params, rest, _first(split.batches)), rest)
-  return _scan(body, init, split.batches)[0]
+    return total + s, rest
+  init = (sum_zeros(f, params, rest, first(parts.batches)), rest)
+  return scan(body, init, parts.batches)[0]
 
 
-def _vjp_pass(forward, params, rest, split: _Split, shared_cot, head_cot):
+def vjp_pass(forward, params, rest, parts: Split, shared_cot, head_cot):
   """``sum_m`` of the VJPs of the micro-batch loss sums.
 
   The shared group gets cotangent ``shared_cot`` [T], the others
@@ -183,17 +153,23 @@ def _vjp_pass(forward, params, rest, split: _Split, shared_cot, head_cot):
   Returns:
     ``(grads, loss sums [T], rest after the last micro-batch)``.
   """
-  f = _sums(forward)
+  f = sums(forward)
 
   def body(carry, batch):
-    grads, sums, rest = carry
+    grads, total, rest = carry
     s, vjp, (_, new_rest) = jax.vjp(lambda p: f(p, rest, batch), params, has_aux=True)
     (step_grads,) = vjp(head_cot)
     if shared_cot is not head_cot:
       step_grads = dict(step_grads, shared=vjp(shared_cot)[0]["shared"])
-    return _add(grads, step_grads), sums + s, new_rest
-  init = (_zeros(params), _sum_zeros(f, params, rest, _first(split.batches)), rest)
-  return _scan(body, init, split.batches)
+    return add(grads, step_grads), total + s, new_rest
+  init = (zeros(params), sum_zeros(f, params, rest, first(parts.batches)), rest)
+  return scan(body, init, parts.batches)
+
+
+def cotangents(w, inv, agg_weights):
+  """(shared, heads) cotangents on the micro-batch loss sums."""
+  heads = w * inv
+  return (heads if agg_weights is None else agg_weights * heads), heads
 
 
 def _depends_on(jaxpr, sources) -> bool:
@@ -209,176 +185,42 @@ def _depends_on(jaxpr, sources) -> bool:
   return any(isinstance(v, jax_core.Var) and v in tainted for v in jaxpr.outvars)
 
 
-def weights_read_losses(method: engines.Method, num_tasks: int, wstate, extras,
-                        gram) -> bool:
+def weights_read_losses(method, num_tasks: int, wstate, extras, gram) -> bool:
   """Whether the loss weights depend on the current losses (trace-time)."""
   def weights(losses, wstate, extras, gram):
-    return engines.loss_weights(method, losses, wstate, extras, gram)[0]
+    return loss_weights(method, losses, wstate, extras, gram)[0]
   closed = jax.make_jaxpr(weights)(jnp.zeros((num_tasks,), jnp.float32), wstate,
                                    extras, gram)
   return _depends_on(closed.jaxpr, closed.jaxpr.invars[:1])
 
 
-def _weighted_step(acc, forward, params, rest, batch, method, wstate, extras, gram,
-                   agg_weights):
+def weighted_step(fns: ModelFns, state, batch, method, extras, *,
+                  agg_weights: Optional[jax.Array] = None,
+                  gram: Optional[jax.Array] = None) -> EngineOut:
   """Loss weights of the global losses, then one pass of VJPs.
 
   The shared group gets ``grad sum_t a_t w_t L_t`` (``a = agg_weights``, or
-  ones when None), the other groups ``grad sum_t w_t L_t``.
-
-  Returns:
-    ``(grads, losses, counts, rest, w, wstate)``.
+  ones when None), the other groups ``grad sum_t w_t L_t``; the weighting
+  sees the Gramian ``gram``. ``agg_weights`` and ``gram`` are returned as
+  they are (the ``weighted`` engine passes None, ``reuse`` the last solve's).
   """
-  split = _split(acc, batch)
-  num_tasks = split.counts.shape[0]
+  parts = split(fns, batch)
+  params, rest, wstate = state.params, state.rest, state.weighting_state
+  num_tasks = parts.counts.shape[0]
   if weights_read_losses(method, num_tasks, wstate, extras, gram):
-    losses = _loss_pass(forward, params, rest, split) * split.inv  # extra forward
-    w, wstate = engines.loss_weights(method, losses, wstate, extras, gram)
-    grads, _, new_rest = _vjp_pass(forward, params, rest, split,
-                                   *_cotangents(w, split.inv, agg_weights))
+    losses = loss_pass(fns.forward, params, rest, parts) * parts.inv  # extra forward
+    w, wstate = loss_weights(method, losses, wstate, extras, gram)
+    grads, _, new_rest = vjp_pass(fns.forward, params, rest, parts,
+                                  *cotangents(w, parts.inv, agg_weights))
   else:
-    w, _ = engines.loss_weights(method, jnp.zeros((num_tasks,), jnp.float32), wstate,
-                                extras, gram)
-    grads, sums, new_rest = _vjp_pass(forward, params, rest, split,
-                                      *_cotangents(w, split.inv, agg_weights))
-    losses = sums * split.inv
+    w, _ = loss_weights(method, jnp.zeros((num_tasks,), jnp.float32), wstate,
+                        extras, gram)
+    grads, total, new_rest = vjp_pass(fns.forward, params, rest, parts,
+                                      *cotangents(w, parts.inv, agg_weights))
+    losses = total * parts.inv
     # The same weights (they do not read the losses); the state may.
-    w, wstate = engines.loss_weights(method, losses, wstate, extras, gram)
-  return grads, losses, split.counts, new_rest, w, wstate
-
-
-def _cotangents(w, inv, agg_weights):
-  """(shared, heads) cotangents on the micro-batch loss sums."""
-  heads = w * inv
-  return (heads if agg_weights is None else agg_weights * heads), heads
-
-
-def weighted(acc, forward, params, rest, batch, method, wstate, astate,
-             extras) -> EngineOut:
-  """The weighted loss sum (:func:`engines.weighted`), over micro-batches."""
-  grads, losses, counts, new_rest, w, wstate = _weighted_step(
-      acc, forward, params, rest, batch, method, wstate, extras, None, None)
-  return EngineOut(grads, losses, counts, new_rest, w, None, None, wstate, astate)
-
-
-def reuse(acc, forward, params, rest, batch, method, wstate, astate, extras,
-          agg_weights, gram) -> EngineOut:
-  """The periodic step between solves (see :func:`engines.reuse`)."""
-  grads, losses, counts, new_rest, w, wstate = _weighted_step(
-      acc, forward, params, rest, batch, method, wstate, extras, gram, agg_weights)
-  return EngineOut(grads, losses, counts, new_rest, w, agg_weights, gram, wstate,
-                   astate)
-
-
-def gather_jacobian(acc, forward, params, rest, batch) -> Gathered:
-  """Loss sums and Jacobian rows of every group, accumulated in one pass."""
-  split = _split(acc, batch)
-  f = _sums(forward)
-  scaled_eye = jnp.diag(split.inv)  # row t: d(S_t / N_t), the global mean's row
-
-  def body(carry, batch):
-    jac, sums, rest = carry
-    s, vjp, (_, new_rest) = jax.vjp(lambda p: f(p, rest, batch), params, has_aux=True)
-    rows = jax.vmap(lambda c: vjp(c)[0])(scaled_eye)
-    return _add(jac, rows), sums + s, new_rest
-  num_tasks = split.counts.shape[0]
-  jac0 = jax.tree.map(lambda p: jnp.zeros((num_tasks,) + p.shape, p.dtype), params)
-  init = (jac0, _sum_zeros(f, params, rest, _first(split.batches)), rest)
-  jac, sums, new_rest = _scan(body, init, split.batches)
-  return Gathered(sums * split.inv, split.counts, new_rest, jac)
-
-
-def jacobian(acc, forward, params, rest, batch, method, wstate, astate,
-             extras) -> EngineOut:
-  """:func:`engines.jacobian` on the Jacobian gathered over micro-batches."""
-  return engines.finish_jacobian(gather_jacobian(acc, forward, params, rest, batch),
-                                 method, wstate, astate, extras)
-
-
-def gramian_engine(acc, forward, params, rest, batch, method, wstate, astate,
-                   extras) -> EngineOut:
-  """``G e_s = J (J^T e_s)``: a VJP pass and a JVP pass per task."""
-  split = _split(acc, batch)
-  f = _sums(forward)
-  shared = params["shared"]
-  f_shared = lambda s, rest, batch: f(dict(params, shared=s), rest, batch)
-
-  def column(cotangent):
-    def vjp_body(carry, batch):
-      v, sums, rest = carry
-      s, vjp, (_, new_rest) = jax.vjp(lambda x: f_shared(x, rest, batch), shared,
-                                      has_aux=True)
-      return _add(v, vjp(cotangent)[0]), sums + s, new_rest
-    sums0 = _sum_zeros(f, params, rest, _first(split.batches))
-    v, sums, _ = _scan(vjp_body, (_zeros(shared), sums0, rest), split.batches)
-
-    def jvp_body(carry, batch):
-      col, rest = carry
-      _, dcol, (_, new_rest) = jax.jvp(lambda x: f_shared(x, rest, batch), (shared,),
-                                       (v,), has_aux=True)
-      return col + dcol, new_rest
-    col, _ = _scan(jvp_body, (jnp.zeros_like(sums0), rest), split.batches)
-    return col * split.inv, sums
-
-  # Row s of diag(1/N): J^T of it is task s's gradient of its global mean loss.
-  cols, sums = jax.lax.map(column, jnp.diag(split.inv))
-  gram = 0.5 * (cols + cols.T)
-  losses = sums[0] * split.inv
-  w, a, wstate, astate = engines.solve_weights(method, losses, gram, wstate, astate,
-                                               extras)
-  grads, _, new_rest = _vjp_pass(forward, params, rest, split,
-                                 *_cotangents(w, split.inv, a))
-  return EngineOut(grads, losses, split.counts, new_rest, w, a, gram, wstate, astate)
-
-
-def representation(acc, encode, decode, params, rest, batch, method, wstate, astate,
-                   extras) -> EngineOut:
-  """MGDA-UB style: z-Gramian in pass 1, the trunk's VJP in pass 2."""
-  split = _split(acc, batch)
-  heads = {g: params[g] for g in engines.HEAD_GROUPS if g in params}
-  names = sorted(params["tasks"])
-
-  def decode_sums(zs, heads, rest, batch):
-    losses, (counts, rest) = decode(zs, heads, params, rest, batch)
-    return losses * counts.astype(losses.dtype), rest
-
-  def gram_body(carry, batch):
-    gram, sums, rest = carry
-    z, new_rest = encode(params["shared"], params, rest, batch)
-    s, vjp_decode, new_rest = jax.vjp(
-        lambda zs: decode_sums(zs, heads, new_rest, batch), {name: z for name in names},
-        has_aux=True)
-    dz = vjp_decode(split.inv)[0]  # task t's rows of d L_t / dz (one copy each)
-    return gram + gramian(jnp.stack([dz[n] for n in names])), sums + s, new_rest
-  num_tasks = split.counts.shape[0]
-  init = (jnp.zeros((num_tasks, num_tasks), jnp.float32),
-          jnp.zeros((num_tasks,), jnp.float32), rest)
-  gram, sums, _ = _scan(gram_body, init, split.batches)
-  losses = sums * split.inv
-  w, a, wstate, astate = engines.solve_weights(method, losses, gram, wstate, astate,
-                                               extras)
-  shared_cot, head_cot = _cotangents(w, split.inv, a)
-
-  def grad_body(carry, batch):
-    grads, rest = carry
-    z, vjp_encode, new_rest = jax.vjp(lambda s: encode(s, params, rest, batch),
-                                      params["shared"], has_aux=True)
-    _, vjp_decode, new_rest = jax.vjp(lambda zs, h: decode_sums(zs, h, new_rest, batch),
-                                      {name: z for name in names}, heads, has_aux=True)
-    dz = vjp_decode(shared_cot)[0]
-    (shared,) = vjp_encode(sum(dz[n] for n in names))
-    return _add(grads, {"shared": shared, **vjp_decode(head_cot)[1]}), new_rest
-  grads0 = {"shared": _zeros(params["shared"]), **_zeros(heads)}
-  grads, new_rest = _scan(grad_body, (grads0, rest), split.batches)
-  return EngineOut(grads, losses, split.counts, new_rest, w, a, gram, wstate, astate)
-
-
-def engine_kit(steps: int, counts_of: Callable[[dict], jax.Array]) -> engines.EngineKit:
-  """The engines of :mod:`mtl_jax.train.engines`, over ``steps`` micro-batches."""
-  acc = Accumulation(check_steps(steps), counts_of)
-  bind = lambda fn: functools.partial(fn, acc)
-  return engines.EngineKit(
-      full_forward={"weighted": bind(weighted), "jacobian": bind(jacobian),
-                    "gramian": bind(gramian_engine)},
-      representation=bind(representation), reuse=bind(reuse),
-      gather_jacobian=bind(gather_jacobian))
+    w, wstate = loss_weights(method, losses, wstate, extras, gram)
+  return EngineOut(grads=grads, losses=losses, counts=parts.counts, rest=new_rest,
+                   loss_weights=w, weighting_state=wstate,
+                   aggregation_state=state.aggregation_state,
+                   agg_weights=agg_weights, gramian=gram)

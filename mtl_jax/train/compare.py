@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from mtl_jax import aggregation, weighting
+from mtl_jax import aggregation, settings as settings_lib, weighting
 from mtl_jax.losses.delta_m import delta_m
 from mtl_jax.train import loop
 
@@ -28,11 +28,12 @@ def method_overrides(name: str) -> dict:
   aggregator; an aggregation name uses it with equal loss weights.
   """
   if name in weighting.REGISTRY:
-    return dict(weighting=name, aggregation="none", engine="auto")
+    return dict(weighting=name, aggregation=None, engine="auto")
   if name in aggregation.REGISTRY:
     return dict(weighting="equal", aggregation=name, engine="auto")
   valid = ["config", *weighting.names(), *aggregation.names()]
-  raise ValueError(f"Unknown method {name!r} for compare; valid: {', '.join(valid)}.")
+  raise settings_lib.ConfigError(
+      f"Unknown method {name!r} for compare; valid: {', '.join(valid)}.")
 
 
 def _variant(config, name: str, **model_overrides):
@@ -47,12 +48,6 @@ def _variant(config, name: str, **model_overrides):
   return c
 
 
-def _label(config) -> str:
-  m = config.method
-  agg = m.get("aggregation", "none")
-  return m.weighting if agg in ("none", None, "") else agg
-
-
 def compare(config, methods: Optional[Sequence[str]] = None, *,
             workdir: Optional[str] = None, progress: Optional[bool] = None,
             split: str = "test") -> dict:
@@ -62,12 +57,12 @@ def compare(config, methods: Optional[Sequence[str]] = None, *,
     ``{"tasks", "results": {label: {task: {metric: value}}}, "delta_m":
     {label: float}, "steps_per_second": {label: float}, "table": str}``.
   """
-  workdir = workdir or config.workdir
-  runs = {BASELINE: _variant(config, "equal", arch="independent")}
-  for name in methods or list(config.get("compare_methods", None) or ["config"]):
-    variant = _variant(config, name)
-    runs[_label(variant) if name == "config" else name] = variant
-  results, speeds, tasks = {}, {}, None
+  base = settings_lib.parse(config)
+  workdir = workdir or base.workdir
+  runs = {BASELINE: _variant(base.config, "equal", arch="independent")}
+  for name in methods or list(base.compare_methods or ["config"]):
+    runs[base.method.label if name == "config" else name] = _variant(base.config, name)
+  results, speeds = {}, {}
   bar = tqdm(runs.items(), total=len(runs), desc="compare", unit="run",
              disable=None if progress is None else not progress, dynamic_ncols=True)
   for label, run_config in bar:
@@ -76,7 +71,7 @@ def compare(config, methods: Optional[Sequence[str]] = None, *,
                         progress=progress, eval_splits=(split,))
     results[label] = result.evaluation[split]
     speeds[label] = result.steps_per_second
-    tasks = tasks or loop.setup(run_config).tasks
+  tasks = base.tasks
   deltas = {label: delta_m(tasks, results[BASELINE], values)
             for label, values in results.items()}
   table = format_table(tasks, results, deltas)

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mtl_jax.aggregation import gramians
 from mtl_jax.tasks import Task
 
 
@@ -56,12 +57,11 @@ def flatten_train(tasks: Sequence[Task], metrics: dict) -> dict:
       record[f"agg_weight/{name}"] = _py(metrics["agg_weights"][i])
   if "gramian" in metrics and bool(metrics.get("solved", True)):
     gram = np.asarray(metrics["gramian"], np.float64)
-    norms = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    norms, cos = gramians.task_norms(gram), gramians.cosines(gram)
     for i, a in enumerate(names):
       record[f"grad_norm/{a}"] = _py(norms[i])
       for j in range(i + 1, len(names)):
-        denom = norms[i] * norms[j]
-        record[f"cos/{a}/{names[j]}"] = _py(gram[i, j] / denom if denom > 0 else 0.0)
+        record[f"cos/{a}/{names[j]}"] = _py(cos[i, j])
   for key in ("total_loss", "grad_norm", "penalty"):
     record[key] = _py(metrics[key])
   record["skipped"] = bool(metrics["skipped"])

@@ -18,8 +18,9 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mtl_jax import aggregation, data, models, penalties, tasks as tasks_lib, weighting
+from mtl_jax import data, models, penalties, settings as settings_lib
 from mtl_jax.losses import metrics as metrics_lib
+from mtl_jax.settings import Settings
 from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
 from mtl_jax.train import signals, validate
 from mtl_jax.train.checkpoint import Checkpointer, meta_for
@@ -28,15 +29,21 @@ from mtl_jax.train.step import make_eval_step, make_gramian_probe, make_train_st
 
 @dataclasses.dataclass
 class Setup:
-  """Everything static about a run, built from its config."""
+  """Everything static about a run, built from its settings."""
 
-  config: Any
-  tasks: tuple
+  settings: Settings
   partition: models.Partition
   method: engines.Method
   tx: Any
-  input_shape: tuple
   penalty: Any = None   # params -> scalar (soft-sharing penalties) or None
+
+  @property
+  def tasks(self) -> tuple:
+    return self.settings.tasks
+
+  @property
+  def input_shape(self) -> tuple:
+    return self.settings.input_shape
 
 
 @dataclasses.dataclass
@@ -49,30 +56,20 @@ class RunResult:
   workdir: str
 
 
-def build_method(method_config, *, has_representation: bool) -> engines.Method:
-  """Weighting, aggregator and engine from ``config.method``."""
-  w = weighting.get(method_config.get("weighting", "equal"),
-                    **dict(method_config.get("weighting_kwargs", None) or {}))
-  name = method_config.get("aggregation", "none") or "none"
-  agg = None if name == "none" else aggregation.get(
-      name, **dict(method_config.get("aggregation_kwargs", None) or {}))
-  return engines.resolve(w, agg, method_config.get("engine", "auto"),
-                         has_representation=has_representation,
-                         every=method_config.get("every", 1))
-
-
 def setup(config) -> Setup:
-  """Parses and validates a config into a :class:`Setup`."""
-  tasks = tasks_lib.from_config(config.tasks)
-  data.validate_tasks(config.data, tasks)
-  input_shape = tuple(data.input_shape(config.data))
-  options = {k: v for k, v in config.model.to_dict().items() if k != "penalties"}
-  model = models.build(tasks, input_shape, seed=int(config.seed), **options)
+  """The model, method, optimizer and penalty of a run.
+
+  Args:
+    config: :class:`~mtl_jax.settings.Settings`, or a ConfigDict to parse
+      (raises :class:`~mtl_jax.settings.ConfigError`).
+  """
+  s = settings_lib.parse(config)
+  model = s.model.build(s.tasks, s.input_shape, seed=s.seed)
   part = models.partition(model)
-  method = build_method(config.method, has_representation=hasattr(model, "encode"))
-  tx = optimizer.build(config.optimizer, int(config.train.num_steps))
-  penalty = penalties.build(config.model.get("penalties", None), config.model)
-  return Setup(config, tasks, part, method, tx, input_shape, penalty)
+  method = s.method.build(has_representation=hasattr(model, "encode"))
+  tx = optimizer.build(dataclasses.asdict(s.optimizer), s.train.num_steps)
+  penalty = penalties.build(s.model.penalties, s.model.options)
+  return Setup(s, part, method, tx, penalty)
 
 
 @dataclasses.dataclass
@@ -93,51 +90,48 @@ class Compiled:
 
 def compile_run(s: Setup) -> Compiled:
   """Lays the state out on the mesh (shapes first) and jits the step."""
-  mesh = sharding.make_mesh(s.config.get("mesh", None))
-  params = models.params_of(s.partition)
-  create = lambda: state_lib.create(params, s.partition.rest, s.tx, s.method,
-                                    len(s.tasks), int(s.config.seed))
+  mesh_settings, train = s.settings.mesh, s.settings.train
+  mesh = sharding.make_mesh(mesh_settings.num_devices)
+  create = lambda: state_lib.init_state(s.partition, s.tx, s.method, seed=s.settings.seed)
   abstract = jax.eval_shape(create)
-  fsdp = bool((s.config.get("mesh", None) or {}).get("fsdp", False))
-  state_sharding = sharding.state_sharding(mesh, abstract, fsdp=fsdp)
+  state_sharding = sharding.state_sharding(mesh, abstract, fsdp=mesh_settings.fsdp)
   abstract = jax.tree.map(
       lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
       abstract, state_sharding)
-  dtype = s.config.train.get("compute_dtype", "float32")
   step = make_train_step(s.partition.graphdef, s.tasks, s.method, s.tx, penalty=s.penalty,
-                         compute_dtype=dtype,
-                         accumulation_steps=s.config.train.get("accumulation_steps", 1))
+                         compute_dtype=train.compute_dtype,
+                         accumulation_steps=train.accumulation_steps)
   return Compiled(
       mesh=mesh, abstract_state=abstract,
       init=jax.jit(create, out_shardings=state_sharding),
       step=jax.jit(step, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
                    out_shardings=(state_sharding, sharding.replicated(mesh)),
                    donate_argnums=0),
-      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks, compute_dtype=dtype)),
+      eval_step=jax.jit(make_eval_step(s.partition.graphdef, s.tasks,
+                                       compute_dtype=train.compute_dtype)),
       gramian_probe=_gramian_probe(s))
 
 
 def _gramian_probe(s: Setup):
   """A probe for the gradient cosines of runs whose step has no Gramian."""
   has_shared = bool(jax.tree.leaves(s.partition.shared))
-  wanted = bool(s.config.train.get("log_cosine", True))
-  if s.method.engine != "weighted" or not (has_shared and wanted):
+  train = s.settings.train
+  if s.method.engine != "weighted" or not (has_shared and train.log_cosine):
     return None
-  tc = s.config.train
   return jax.jit(make_gramian_probe(
-      s.partition.graphdef, s.tasks, compute_dtype=tc.get("compute_dtype", "float32"),
-      accumulation_steps=tc.get("accumulation_steps", 1)))
+      s.partition.graphdef, s.tasks, compute_dtype=train.compute_dtype,
+      accumulation_steps=train.accumulation_steps))
 
 
-def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
+def _batch_iterator(s: Settings, split: str, *, batch_size: int, train: bool):
   if batch_size % jax.process_count():
     raise ValueError(f"batch size {batch_size} is not divisible by the process "
                      f"count {jax.process_count()}.")
   # Ask the pipeline for the configured tasks only (a subset of the dataset's).
-  data_config = dict(config.data.to_dict(), tasks=sorted(config.tasks))
+  data_config = dict(s.data, tasks=sorted(s.task_names))
   return data.build(
       data_config, split, batch_size=batch_size // jax.process_count(),
-      seed=int(config.seed), shuffle=train, drop_remainder=train,
+      seed=s.seed, shuffle=train, drop_remainder=train,
       num_epochs=None if train else 1, process_index=jax.process_index(),
       process_count=jax.process_count())
 
@@ -145,8 +139,8 @@ def _batch_iterator(config, split: str, *, batch_size: int, train: bool):
 def evaluate(s: Setup, compiled: Compiled, state, split: str) -> tuple[dict, dict]:
   """Per-task metrics and mean losses of ``state`` on a whole split."""
   total = None
-  batch_size = int(s.config.train.get("eval_batch_size", 256))
-  for batch in _batch_iterator(s.config, split, batch_size=batch_size, train=False):
+  batch_size = s.settings.train.eval_batch_size
+  for batch in _batch_iterator(s.settings, split, batch_size=batch_size, train=False):
     out = compiled.eval_step(state.params, state.rest, compiled.put(batch, batch_size))
     total = out if total is None else jax.tree.map(np.add, total, out)
   total = jax.device_get(total)
@@ -163,37 +157,39 @@ class NonFiniteHalt(RuntimeError):
 def train(config, *, workdir: Optional[str] = None, resume: bool = False,
           progress: Optional[bool] = None,
           eval_splits: tuple[str, ...] = ("test",)) -> RunResult:
-  """Trains ``config`` and evaluates the final state on ``eval_splits``.
+  """Trains a run and evaluates the final state on ``eval_splits``.
 
   Args:
-    config: a ConfigDict as returned by a ``configs/*.py`` ``get_config``.
+    config: a ConfigDict as returned by a ``configs/*.py`` ``get_config``
+      (parsed and checked first: every config error before compiling), or
+      :class:`~mtl_jax.settings.Settings` already parsed.
     workdir: run directory (metrics, checkpoints); default ``config.workdir``.
     resume: continue from the latest checkpoint in ``workdir`` if any.
     progress: show a progress bar (default: only on a terminal).
     eval_splits: splits evaluated at the end (and every ``train.eval_every``
       steps on ``validation``).
   """
-  validate.check_config(config)  # every config error before compiling
-  workdir = workdir or config.workdir
-  s = setup(config)
-  tc = config.train
-  num_steps = int(tc.num_steps)
+  settings = validate.check_config(config)
+  workdir = workdir or settings.workdir
+  s = setup(settings)
+  num_steps = settings.train.num_steps
   compiled = compile_run(s)
   state = compiled.init()
-  train_iter = _batch_iterator(config, "train", batch_size=int(tc.batch_size), train=True)
+  train_iter = _batch_iterator(settings, "train", batch_size=settings.train.batch_size,
+                               train=True)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                      every=int(tc.get("checkpoint_every", 0)),
-                      max_to_keep=int(tc.get("max_to_keep", 3)))
-  meta = meta_for(s.tasks, config)
+                      every=settings.train.checkpoint_every,
+                      max_to_keep=settings.train.max_to_keep)
+  meta = meta_for(s.tasks, settings.config)
   writer = logger.make_writer(workdir, enabled=jax.process_index() == 0,
-                              tensorboard=bool(tc.get("tensorboard", True)),
+                              tensorboard=settings.train.tensorboard,
                               resumed_from=ckpt.latest_step() if resume else None)
   if resume and ckpt.latest_step() is not None:
     state, data_state, start = ckpt.restore(compiled.abstract_state, meta)
     train_iter.set_state(data_state)
     logger.truncate_after(writer.path, start)
   try:  # the writer is closed (TensorBoard events flushed) also on errors
-    _write_config(workdir, config)
+    _write_config(workdir, settings.config)
     stop = signals.StopSignal().install()  # SIGTERM: save, then raise Preempted
     try:
       state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta,
@@ -222,17 +218,14 @@ def _write_config(workdir: str, config) -> None:
 
 def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None):
   """The step loop; returns the final state and steps/s after compilation."""
-  tc = s.config.train
-  num_steps, log_every = int(tc.num_steps), max(int(tc.get("log_every", 50)), 1)
-  batch_size = int(tc.batch_size)
-  eval_every = int(tc.get("eval_every", 0))
-  halt_after = int(tc.get("max_nonfinite", 0)) if tc.get("nonfinite", "skip") == "halt" else 0
+  tc = s.settings.train
+  num_steps, log_every, batch_size = tc.num_steps, tc.log_every, tc.batch_size
+  halt_after = tc.max_nonfinite if tc.nonfinite == "halt" else 0
   start = int(state.step)
   bar = tqdm(total=num_steps, initial=start, disable=(None if progress is None else not progress),
-             desc=s.config.get("name", "train"), unit="step", dynamic_ncols=True)
+             desc=s.settings.name, unit="step", dynamic_ncols=True)
   t0, timed_from = time.perf_counter(), start
-  empty = validate.EmptyBatchGuard(int(tc.get("max_empty_batches", 100)),
-                                   [t.name for t in s.tasks])
+  empty = validate.EmptyBatchGuard(tc.max_empty_batches, s.settings.task_names)
   for step in range(start + 1, num_steps + 1):
     batch = compiled.put(next(train_iter), batch_size)
     state, metrics = compiled.step(state, batch)
@@ -259,7 +252,7 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None
     if stop is not None and stop.requested(step):
       ckpt.save(step, state, train_iter.get_state(), meta, force=True)
       raise signals.Preempted(step, ckpt.directory, stop.signal_name)
-    if eval_every and step % eval_every == 0 and step < num_steps:
+    if tc.eval_every and step % tc.eval_every == 0 and step < num_steps:
       values, losses = evaluate(s, compiled, state, "validation")
       writer.write(step, "validation", logger.flatten_eval(values, losses))
     bar.update(1)

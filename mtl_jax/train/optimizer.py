@@ -12,24 +12,24 @@ from __future__ import annotations
 import jax
 import optax
 
+from mtl_jax.validators import at_least, choice, positive
+
 _OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
 _SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 
 def _schedule(config, lr: float, total_steps: int):
-  kind = config.get("schedule", "constant")
-  if kind == "constant":
-    return lr
+  kind = choice(config.get("schedule", "constant"), "optimizer.schedule", _SCHEDULES)
   if kind == "cosine":
     return optax.cosine_decay_schedule(lr, max(total_steps, 1))
   if kind == "warmup_cosine":
     warmup = int(config.get("warmup_steps", 0))
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
-  raise ValueError(f"Unknown optimizer.schedule {kind!r}; valid: {list(_SCHEDULES)}.")
+  return lr
 
 
 def _base(config, lr) -> optax.GradientTransformation:
-  name = config.get("name", "adam")
+  name = choice(config.get("name", "adam"), "optimizer.name", _OPTIMIZERS)
   if name == "adam":
     return optax.adam(lr)
   if name == "adamw":
@@ -38,18 +38,12 @@ def _base(config, lr) -> optax.GradientTransformation:
     return optax.sgd(lr)
   if name == "momentum":
     return optax.sgd(lr, momentum=float(config.get("momentum", 0.9)))
-  if name == "rmsprop":
-    return optax.rmsprop(lr)
-  raise ValueError(f"Unknown optimizer.name {name!r}; valid: {list(_OPTIMIZERS)}.")
+  return optax.rmsprop(lr)
 
 
 def _positive(config, key: str, default=None) -> float:
   value = config.get(key, default)
-  if value is None:
-    value = default
-  if not (isinstance(value, (int, float)) and value > 0):
-    raise ValueError(f"optimizer.{key} must be a positive number, got {value!r}.")
-  return float(value)
+  return positive(default if value is None else value, f"optimizer.{key}")
 
 
 def group_labels(params: dict) -> dict:
@@ -67,8 +61,6 @@ def build(config, total_steps: int) -> optax.GradientTransformation:
       {"shared": _base(config, _schedule(config, lr, total_steps)),
        "tasks": _base(config, _schedule(config, task_lr, total_steps))},
       group_labels)
-  clip = float(config.get("clip_norm", 0.0) or 0.0)
-  if clip < 0:
-    raise ValueError(f"optimizer.clip_norm must be >= 0, got {clip!r}.")
+  clip = at_least(float(config.get("clip_norm", 0.0) or 0.0), "optimizer.clip_norm", 0)
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
 

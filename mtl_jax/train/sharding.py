@@ -23,10 +23,9 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 DATA = "data"
 
 
-def make_mesh(mesh_config=None) -> Mesh:
-  """A 1-D ``data`` mesh over ``mesh.num_devices`` devices (default: all)."""
-  mesh_config = mesh_config or {}
-  n = int(mesh_config.get("num_devices", 0) or jax.device_count())
+def make_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D ``data`` mesh over ``num_devices`` devices (0: all)."""
+  n = int(num_devices or jax.device_count())
   if not 1 <= n <= jax.device_count():
     raise ValueError(f"mesh.num_devices={n} but {jax.device_count()} devices exist.")
   return jax.make_mesh((n,), (DATA,), axis_types=(AxisType.Auto,),

@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.models.partition import params_of
+
 
 class TrainState(NamedTuple):
   """One pytree holding all mutable training state.
@@ -41,14 +43,31 @@ class TrainState(NamedTuple):
   nonfinite_total: jax.Array
 
 
-def create(params: dict, rest: dict, tx, method, num_tasks: int, seed: int) -> TrainState:
-  """A fresh state; call under ``jax.jit`` (or ``eval_shape``) to place it."""
+def init_state(partition, tx, method, *, seed: int) -> TrainState:
+  """A fresh state for a partitioned model, as every run starts.
+
+  Call under ``jax.jit`` (with ``out_shardings`` to place it) or
+  ``jax.eval_shape`` (shapes first)::
+
+    p = models.partition(models.build(tasks, input_shape, seed=seed, **options))
+    state = jax.jit(lambda: init_state(p, tx, method, seed=seed))()
+
+  Args:
+    partition: the model's groups (:func:`mtl_jax.models.partition`); one task
+      per entry of ``partition.tasks``.
+    tx: the optax transformation over ``{'shared', 'tasks', 'cross'}``
+      (:func:`mtl_jax.train.optimizer.build`).
+    method: weighting, aggregator and engine (:func:`engines.resolve`).
+    seed: the run key; step ``s`` uses ``fold_in(key, s)``.
+  """
+  params = params_of(partition)
+  num_tasks = len(partition.tasks)
   agg = method.aggregator
   zero = jnp.zeros((), jnp.int32)
   return TrainState(
       step=zero,
       params=params,
-      rest=rest,
+      rest=partition.rest,
       opt_state=tx.init(params),
       weighting_state=method.weighting.init(num_tasks),
       aggregation_state=agg.init(num_tasks, params["shared"]) if agg else (),

@@ -5,8 +5,10 @@ Data flow (read top to bottom in :func:`make_train_step`)::
   batch -> [M strided micro-batches under lax.scan, if accumulating]
         -> model (merged from the state's float32 params, computing in the
            compute dtype) -> per-task masked losses [T] (float32)
-        -> engine: loss weights, per-task gradients of the shared group,
-           aggregation -> one direction per parameter group
+        -> engine (:mod:`mtl_jax.train.engines`, one call for all of them:
+           ``engine(fns, state, batch, method, extras)``): loss weights,
+           per-task gradients of the shared group, aggregation -> one
+           direction per parameter group
         -> + penalty gradients -> optax -> new params and states
         -> skipped (state kept) if any loss or gradient is non-finite
 
@@ -33,6 +35,7 @@ from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.losses.losses import effective_mask
 from mtl_jax.tasks import Task
 from mtl_jax.train import accumulation, engines, precision
+from mtl_jax.train.engines import jacobian as jacobian_engine
 from mtl_jax.train.state import TrainState
 
 
@@ -104,6 +107,24 @@ def make_counts(tasks: Sequence[Task]):
   return counts
 
 
+def make_model_fns(graphdef, tasks: Sequence[Task], *,
+                   compute_dtype: precision.DTypeLike = "float32",
+                   accumulation_steps: int = 1,
+                   representation: bool = False) -> engines.ModelFns:
+  """The :class:`engines.ModelFns` every engine takes (built once per step).
+
+  ``encode``/``decode`` are built with ``representation`` (the engine needs
+  them), None otherwise; ``accumulation_steps`` is checked here.
+  """
+  tasks = tuple(tasks)
+  encode, decode = (make_encode_decode(graphdef, tasks, compute_dtype=compute_dtype)
+                    if representation else (None, None))
+  return engines.ModelFns(
+      forward=make_forward(graphdef, tasks, compute_dtype=compute_dtype),
+      encode=encode, decode=decode, counts=make_counts(tasks),
+      accumulation_steps=accumulation.check_steps(accumulation_steps))
+
+
 def _all_finite(*trees) -> jax.Array:
   leaves = [x for t in trees for x in jax.tree.leaves(t)]
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
@@ -148,22 +169,16 @@ def make_train_step(
     per-task gradients were computed), ``total_loss``, ``penalty``,
     ``grad_norm``, ``skipped``.
   """
-  tasks = tuple(tasks)
-  forward = make_forward(graphdef, tasks, compute_dtype=compute_dtype)
-  encode_decode = make_encode_decode(graphdef, tasks, compute_dtype=compute_dtype)
-  kit = _engine_kit(tasks, accumulation_steps)
+  engine = engines.get(method.engine)
+  fns = make_model_fns(
+      graphdef, tasks, compute_dtype=compute_dtype, accumulation_steps=accumulation_steps,
+      representation=engines.requirements_of(engine).representation)
 
   def engine_out(state, batch, extras):
-    args = (state.params, state.rest, batch, method, state.weighting_state,
-            state.aggregation_state, extras)
-    def solve(_):
-      if method.engine == "representation":
-        return kit.representation(*encode_decode, *args)
-      return kit.full_forward[method.engine](forward, *args)
+    solve = lambda _: engine(fns, state, batch, method, extras)
     if not method.periodic:
       return solve(None)
-    def reuse(_):
-      return kit.reuse(forward, *args, state.agg_weights, state.gramian)
+    reuse = lambda _: engines.reuse(fns, state, batch, method, extras)
     return jax.lax.cond(state.step % method.every == 0, solve, reuse, None)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -206,13 +221,6 @@ def make_train_step(
   return train_step
 
 
-def _engine_kit(tasks, accumulation_steps: int) -> engines.EngineKit:
-  """The engines on the whole batch, or accumulated over micro-batches."""
-  if accumulation.check_steps(accumulation_steps) == 1:
-    return engines.WHOLE_BATCH
-  return accumulation.engine_kit(accumulation_steps, make_counts(tasks))
-
-
 def make_gramian_probe(graphdef, tasks: Sequence[Task], *,
                        compute_dtype: precision.DTypeLike = "float32",
                        accumulation_steps: int = 1):
@@ -223,12 +231,11 @@ def make_gramian_probe(graphdef, tasks: Sequence[Task], *,
   train step itself stays the cost of the summed loss. It runs in the step's
   compute dtype and over the step's micro-batches (Jacobian in float32).
   """
-  tasks = tuple(tasks)
-  forward = make_forward(graphdef, tasks, compute_dtype=compute_dtype)
-  gather = _engine_kit(tasks, accumulation_steps).gather_jacobian
+  fns = make_model_fns(graphdef, tasks, compute_dtype=compute_dtype,
+                       accumulation_steps=accumulation_steps)
 
   def probe(params, rest, batch):
-    return gramian(gather(forward, params, rest, batch).jac["shared"])
+    return gramian(jacobian_engine.gather(fns, params, rest, batch).jac["shared"])
 
   return probe
 
@@ -252,9 +259,3 @@ def make_eval_step(graphdef, tasks: Sequence[Task], *,
     return {"stats": stats, "loss_sum": losses * counts, "counts": counts}
 
   return eval_step
-
-
-def gradient_cosines(gram: jax.Array, eps: float = 1e-30) -> jax.Array:
-  """Pairwise cosine similarity of task gradients from their Gramian."""
-  norms = jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
-  return gram / jnp.maximum(norms[:, None] * norms[None, :], eps)

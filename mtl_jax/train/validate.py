@@ -1,26 +1,13 @@
-"""Up-front checks of a run: every config error before the first compiled step.
+"""Checks of a run against the machine, and the guard against unlabelled batches.
 
-:func:`check_config` is called at the start of :func:`mtl_jax.train.loop.train`
-and raises ``ValueError`` / ``TypeError`` with a message naming the field. What
-is checked, and where the check itself lives:
+The config itself is read and checked once by :func:`mtl_jax.settings.parse`
+(one :class:`~mtl_jax.settings.ConfigError` naming the key and value).
+:func:`check_config` adds what needs the environment:
 
-* ``train``: ``num_steps``, ``batch_size`` (and ``eval_batch_size``,
-  ``log_every``) positive integers; ``checkpoint_every``, ``eval_every``,
-  ``max_nonfinite``, ``max_empty_batches`` non-negative integers;
-  ``max_to_keep`` >= 1; ``nonfinite`` one of ``skip``, ``halt`` (here);
-  ``compute_dtype`` a known dtype (``precision.compute_dtype``);
-  ``accumulation_steps`` a positive integer dividing ``batch_size`` into
-  micro-batches that divide over the devices (``accumulation.check_batch``).
-* ``data.name``: a known dataset, listing the valid ones (``data.get_spec``);
-  a catalog dataset's TFDS data prepared under ``data.data_dir``
+* the micro-batches (``train.accumulation_steps``) divide over the devices of
+  the data axis;
+* a catalog dataset's TFDS data is prepared under ``data.data_dir``
   (``catalog.MissingDataError`` otherwise, saying how to prepare it).
-* ``tasks``: kinds, sizes, losses, metrics (``tasks.from_config``); the same
-  tasks as the dataset, listing both sets (``data.validate_tasks``).
-* ``method``: known weighting / aggregation names, listing the valid ones
-  (the registries); hyperparameters in their domain (each method's factory);
-  weights of the ``fixed`` weighting as long as the task list (``init``).
-* ``optimizer``: positive ``learning_rate``, known name and schedule
-  (``optimizer.build``).
 
 Later checks, still before or at the first step: records (labels in range,
 dtypes, shapes, finite values) on the first batch and on every batch
@@ -37,91 +24,36 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from mtl_jax.train import accumulation, precision
-
-_POSITIVE = ("num_steps", "batch_size", "eval_batch_size", "log_every")
-_NON_NEGATIVE = ("checkpoint_every", "eval_every", "max_nonfinite",
-                 "max_empty_batches")
-NONFINITE_POLICIES = ("skip", "halt")
+from mtl_jax import data, settings as settings_lib
+from mtl_jax.data import base, catalog
+from mtl_jax.train import accumulation
 
 
-def _integer(name: str, value: Any, minimum: int) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} "
-                    f"({type(value).__name__}).")
-  if value < minimum:
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    raise ValueError(f"{name} must be {what}, got {value!r}.")
+def check_config(config) -> settings_lib.Settings:
+  """Parses ``config`` (unless it is :class:`~mtl_jax.settings.Settings`
+  already) and checks it against this machine; returns the settings."""
+  s = settings_lib.parse(config)
+  check_devices(s.train, s.mesh)
+  check_data_prepared(s.data)
+  return s
 
 
-def check_train(train_config) -> None:
-  """Checks the ``train`` section's numbers and policies."""
-  for key in ("num_steps", "batch_size"):
-    _integer(f"train.{key}", train_config.get(key), 1)
-  for key in _POSITIVE[2:]:
-    if train_config.get(key) is not None:
-      _integer(f"train.{key}", train_config.get(key), 1)
-  for key in _NON_NEGATIVE:
-    if train_config.get(key) is not None:
-      _integer(f"train.{key}", train_config.get(key), 0)
-  if train_config.get("max_to_keep") is not None:
-    _integer("train.max_to_keep", train_config.get("max_to_keep"), 1)
-  policy = train_config.get("nonfinite", "skip")
-  if policy not in NONFINITE_POLICIES:
-    raise ValueError(f"train.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
-                     f"got {policy!r}.")
-  precision.compute_dtype(train_config.get("compute_dtype", "float32"))
-  steps = train_config.get("accumulation_steps", 1)
-  _integer("train.accumulation_steps", steps, 1)
-  accumulation.check_batch(int(train_config.get("batch_size")), int(steps))
-
-
-def check_devices(config) -> None:
-  """Micro-batches (``train.accumulation_steps``) divide over the devices."""
-  steps = int(config.train.get("accumulation_steps", 1))
-  if steps > 1:
-    mesh = config.get("mesh", None) or {}
-    devices = int(mesh.get("num_devices", 0) or jax.device_count())
-    accumulation.check_batch(int(config.train.batch_size), steps, devices)
-
-
-def check_method(method_config, task_names: Sequence[str]) -> None:
-  """Builds the weighting and aggregation of ``config.method`` once."""
-  from mtl_jax import aggregation, weighting
-  w = weighting.get(method_config.get("weighting", "equal"),
-                    **dict(method_config.get("weighting_kwargs", None) or {}))
-  try:
-    jax.eval_shape(lambda: w.init(len(task_names)))
-  except ValueError as e:
-    raise ValueError(f"config.method.weighting_kwargs: {e} The tasks, in the "
-                     f"order of every per-task vector: {list(task_names)}.") from e
-  name = method_config.get("aggregation", "none") or "none"
-  if name != "none":
-    aggregation.get(name, **dict(method_config.get("aggregation_kwargs", None) or {}))
-
-
-def check_config(config) -> None:
-  """Raises on the first problem of ``config`` (see the module docstring)."""
-  from mtl_jax import data, tasks as tasks_lib
-  from mtl_jax.train import optimizer
-  check_train(config.train)
-  check_devices(config)
-  _integer("seed", config.get("seed", 0), 0)
-  for section in data.sections(config.data):  # each source's, in multi-input mode
-    data.get_spec(section.get("name") or "")
-  tasks = tasks_lib.from_config(config.tasks)
-  data.validate_tasks(config.data, tasks)
-  check_method(config.method, [t.name for t in tasks])
-  optimizer.build(config.optimizer, int(config.train.num_steps))
-  check_data_prepared(config.data)
+def check_devices(train: settings_lib.TrainSettings,
+                  mesh: settings_lib.MeshSettings) -> None:
+  """Micro-batches (``train.accumulation_steps``) divide over the devices of
+  the data axis (``mesh.num_devices``, or all of them)."""
+  if train.accumulation_steps > 1:
+    devices = mesh.num_devices or jax.device_count()
+    try:
+      accumulation.check_batch(train.batch_size, train.accumulation_steps, devices)
+    except ValueError as e:
+      raise settings_lib.ConfigError(str(e)) from e
 
 
 def check_data_prepared(data_config) -> None:
   """Raises ``catalog.MissingDataError`` if a catalog dataset's TFDS data is
   not prepared under ``data.data_dir`` (embedded datasets are generated);
   in multi-input mode, for each source's dataset."""
-  from mtl_jax import data
-  from mtl_jax.data import base, catalog
   for section in data.sections(data_config):
     spec = data.get_spec(section.get("name") or "")
     catalog.check_prepared(spec, base.resolve_options(spec, section),

@@ -7,22 +7,12 @@ Every method lives in its own module and follows :mod:`mtl_jax.weighting.base`.
 from mtl_jax.registry import Registry
 from mtl_jax.weighting.base import EmptyState, Weighting
 
+# Each method ``name`` is the function ``name`` of module ``name``.
 REGISTRY = Registry("weighting method", __name__, {
-    "equal": "equal:equal",
-    "fixed": "fixed:fixed",
-    "uncertainty": "uncertainty:uncertainty",
-    "dwa": "dwa:dwa",
-    "rlw": "rlw:rlw",
-    "gls": "gls:gls",
-    "scale_invariant": "scale_invariant:scale_invariant",
-    "imtl_l": "imtl_l:imtl_l",
-    "gradnorm": "gradnorm:gradnorm",
-    "famo": "famo:famo",
-    "stch": "stch:stch",
-    "db_mtl": "db_mtl:db_mtl",
-    "excess_mtl": "excess_mtl:excess_mtl",
-    "task_exponent": "task_exponent:task_exponent",
-})
+    name: f"{name}:{name}" for name in (
+        "equal", "fixed", "uncertainty", "dwa", "rlw", "gls", "scale_invariant",
+        "imtl_l", "gradnorm", "famo", "stch", "db_mtl", "excess_mtl",
+        "task_exponent")})
 
 
 def get(name: str, **hparams) -> Weighting:

@@ -16,8 +16,9 @@ use (declare ``**extras``). The trainer passes:
 * ``key``: a PRNG key derived for this step (``fold_in(seed_key, step)``).
 * ``gramian``: ``[T, T]`` Gramian ``G = J J^T`` of the per-task gradients of the
   shared parameters, only when the method lists ``"gramian"`` in ``needs``
-  (GradNorm, IMTL-L variants, ...). ``sqrt(diag(G))`` are the per-task
-  gradient norms.
+  (GradNorm, DB-MTL, ExcessMTL). Its helpers (``task_norms``: the per-task
+  gradient norms ``sqrt(diag(G))``, ``cosines``) are in
+  :mod:`mtl_jax.aggregation.gramians`.
 
 ``losses`` is a float ``[T]`` vector in the canonical task order (task names
 sorted). Weights are a float ``[T]`` vector; the trainer minimises
@@ -25,51 +26,91 @@ sorted). Weights are a float ``[T]`` vector; the trainer minimises
 Methods that learn parameters (uncertainty weighting, IMTL-L, FAMO, ...) keep
 them in their state and update them inside ``update`` in closed form or with a
 fixed inner step; they never need the trainer's optimizer.
+
+The fields of :class:`Weighting` are typed with the protocols
+:class:`WeightingInit` and :class:`WeightingUpdate`, as optax types
+``GradientTransformation``'s. A method without state whose weights depend on
+the current step only is ``stateless(weights)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from mtl_jax.contracts import EmptyState, State
+from mtl_jax.validators import above, hyperparameter, positive_int
+
+
+class WeightingInit(Protocol):
+  """``init(num_tasks) -> state``: the state for ``num_tasks`` tasks.
+
+  Raises ``ValueError`` unless ``num_tasks`` is a positive integer.
+  """
+
+  def __call__(self, num_tasks: int) -> State:
+    ...
+
+
+class WeightingUpdate(Protocol):
+  """``update(losses, state, *, step, key, **extras) -> (weights, state)``.
+
+  ``losses`` and ``weights`` are float ``[T]`` vectors in task order. Extras
+  are keyword-only (``step``, ``key``, ``gramian``, see the module
+  docstring); an update must accept and ignore the ones it does not use.
+  """
+
+  def __call__(self, losses: jax.Array, state: State, **extras: Any
+               ) -> tuple[jax.Array, State]:
+    ...
 
 
 class Weighting(NamedTuple):
   """A loss-weighting method as a pair of pure functions.
 
   Attributes:
-    init: ``init(num_tasks) -> state``.
-    update: ``update(losses, state, *, step, key, **extras) -> (weights, state)``.
+    init: :class:`WeightingInit`, ``init(num_tasks) -> state``.
+    update: :class:`WeightingUpdate`,
+      ``update(losses, state, *, step, key, **extras) -> (weights, state)``.
     needs: extras the trainer must compute for ``update`` (e.g. ``"gramian"``).
   """
 
-  init: Callable[[int], Any]
-  update: Callable[..., tuple[jax.Array, Any]]
+  init: WeightingInit
+  update: WeightingUpdate
   needs: frozenset[str] = frozenset()
 
 
-class EmptyState(NamedTuple):
-  """State of a stateless method."""
+def stateless_init(num_tasks: int) -> EmptyState:
+  """The ``init`` of a method without state (checks ``num_tasks``)."""
+  positive_int(num_tasks, "num_tasks")
+  return EmptyState()
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-  """Raises ``ValueError`` naming ``name`` if ``value`` is out of its domain."""
-  ok = value >= 0 if allow_zero else value > 0
-  if not ok:
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"Hyperparameter {name!r} must be {bound}, got {value!r}.")
-  return value
+class StatelessWeights(Protocol):
+  """``weights(losses, **extras) -> weights``: losses ``[T]`` (floats, checked)."""
+
+  def __call__(self, losses: jax.Array, **extras: Any) -> jax.Array:
+    ...
 
 
-def check_in_range(name: str, value: float, low: float, high: float) -> float:
-  """Raises ``ValueError`` naming ``name`` unless ``low <= value <= high``."""
-  if not low <= value <= high:
-    raise ValueError(
-        f"Hyperparameter {name!r} must be in [{low}, {high}], got {value!r}.")
-  return value
+def stateless(weights: StatelessWeights) -> Weighting:
+  """A :class:`Weighting` without state whose weights depend on this step only.
+
+  Args:
+    weights: ``weights(losses, **extras) -> [T]``, given the losses as a
+      checked float vector (:func:`as_losses`) and every extra.
+
+  Returns:
+    A :class:`Weighting` with :func:`stateless_init` and an ``update`` that
+    returns ``(weights(losses, **extras), state)``.
+  """
+  def update(losses: jax.Array, state: EmptyState, **extras):
+    return weights(as_losses(losses), **extras), state
+
+  return Weighting(stateless_init, update)
 
 
 def check_weights_length(weights: jax.Array, num_tasks: int) -> None:
@@ -87,16 +128,6 @@ def check_weights_length(weights: jax.Array, num_tasks: int) -> None:
 
 LOSS_EPS = 1e-8
 """Added to losses before a log or a division, so a loss of 0 stays finite."""
-
-
-def check_num_tasks(num_tasks: int) -> int:
-  """Raises ``ValueError`` unless ``num_tasks`` is an integer >= 1."""
-  if isinstance(num_tasks, bool) or not isinstance(num_tasks,
-                                                    (int, np.integer)):
-    raise ValueError(f"num_tasks must be an int, got {num_tasks!r}.")
-  if num_tasks < 1:
-    raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
-  return int(num_tasks)
 
 
 def as_losses(losses: jax.Array, num_tasks: int | None = None) -> jax.Array:
@@ -138,37 +169,9 @@ def as_gramian(gramian: jax.Array | None, num_tasks: int,
   return gramian
 
 
-def grad_norms(gramian: jax.Array) -> jax.Array:
-  """Per-task gradient norms ``sqrt(G_tt)``, clamped at 0 against round-off."""
-  return jnp.sqrt(jnp.maximum(jnp.diagonal(gramian), 0.0))
-
-
 def safe_log(losses: jax.Array, eps: float = LOSS_EPS) -> jax.Array:
   """``log(max(losses, 0) + eps)``: finite for losses of exactly 0."""
   return jnp.log(jnp.maximum(losses, 0.0) + eps)
-
-
-def as_hparam_vector(name: str, values: Any, *, nonnegative: bool = False,
-                     positive: bool = False) -> np.ndarray:
-  """Validates a vector hyperparameter (fixed weights, preferences, ...).
-
-  Raises ``ValueError`` naming ``name`` unless ``values`` is a finite 1-D
-  vector (with non-negative / positive entries when asked).
-  """
-  array = np.asarray(values, dtype=np.float64)
-  if array.ndim != 1 or array.size == 0:
-    raise ValueError(
-        f"Hyperparameter {name!r} must be a non-empty 1-D vector, got shape "
-        f"{array.shape}.")
-  if not np.all(np.isfinite(array)):
-    raise ValueError(f"Hyperparameter {name!r} must be finite, got {values!r}.")
-  if positive and not np.all(array > 0):
-    raise ValueError(
-        f"Hyperparameter {name!r} must have entries > 0, got {values!r}.")
-  if nonnegative and not np.all(array >= 0):
-    raise ValueError(
-        f"Hyperparameter {name!r} must have entries >= 0, got {values!r}.")
-  return array
 
 
 def inner_optimizer(
@@ -186,5 +189,5 @@ def inner_optimizer(
   """
   if optimizer is not None:
     return optimizer
-  check_positive("learning_rate", learning_rate)
+  above(learning_rate, hyperparameter("learning_rate"), 0)
   return optax.adam(learning_rate)

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.aggregation.gramians import task_norms
+from mtl_jax.validators import above, at_least, hyperparameter, in_range, positive_int
 from mtl_jax.weighting import base
 
 
@@ -76,14 +78,14 @@ def db_mtl(beta: float = 0.9, beta_sigma: float = 0.0,
     B. Lin, W. Jiang, F. Ye, Y. Zhang, P. Chen, Y.-C. Chen, S. Liu, J. T. Kwok.
     "Dual-Balancing for Multi-Task Learning". 2023. arXiv:2308.12029.
   """
-  base.check_in_range("beta", beta, 0.0, 1.0)
+  in_range(beta, hyperparameter("beta"), 0.0, 1.0)
   if beta == 1.0:
     raise ValueError("Hyperparameter 'beta' must be < 1, got 1.0.")
-  base.check_positive("beta_sigma", beta_sigma, allow_zero=True)
-  base.check_positive("eps", eps)
+  at_least(beta_sigma, hyperparameter("beta_sigma"), 0)
+  above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks: int) -> DBMTLState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     return DBMTLState(jnp.zeros((num_tasks,), jnp.float32),
                       jnp.zeros((), jnp.int32))
 
@@ -95,7 +97,7 @@ def db_mtl(beta: float = 0.9, beta_sigma: float = 0.0,
     gramian = base.as_gramian(gramian, num_tasks, "db_mtl")
     dtype = state.norm_ema.dtype
     inv_loss = jnp.exp(-base.safe_log(losses.astype(dtype), eps))
-    log_grad_norms = base.grad_norms(gramian.astype(dtype)) * inv_loss
+    log_grad_norms = task_norms(gramian.astype(dtype)) * inv_loss
 
     k = (state.count + 1).astype(dtype)
     beta_k = beta / k ** beta_sigma

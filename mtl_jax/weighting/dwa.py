@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, hyperparameter, in_range, positive_int
 from mtl_jax.weighting import base
 
 # exp(80) ~ 5.5e34 still fits in float32; bounds the loss ratio.
@@ -69,16 +70,16 @@ def dwa(temperature: float = 2.0, ema_decay: float = 0.0,
     S. Liu, E. Johns, A. J. Davison. "End-to-End Multi-Task Learning with
     Attention". CVPR 2019. arXiv:1803.10704.
   """
-  base.check_positive("temperature", temperature)
-  base.check_in_range("ema_decay", ema_decay, 0.0, 1.0)
+  above(temperature, hyperparameter("temperature"), 0)
+  in_range(ema_decay, hyperparameter("ema_decay"), 0.0, 1.0)
   if ema_decay == 1.0:
     raise ValueError(
         "Hyperparameter 'ema_decay' must be < 1 (1 would never see a loss), "
         "got 1.0.")
-  base.check_positive("eps", eps)
+  above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks: int) -> DWAState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     ones = jnp.ones((num_tasks,), jnp.float32)
     return DWAState(ones, ones, jnp.zeros((), jnp.int32))
 

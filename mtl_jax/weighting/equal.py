@@ -35,13 +35,8 @@ def equal() -> base.Weighting:
     arXiv:2201.04122.
   """
 
-  def init(num_tasks: int) -> base.EmptyState:
-    base.check_num_tasks(num_tasks)
-    return base.EmptyState()
-
-  def update(losses: jax.Array, state: base.EmptyState, **extras):
+  def weights(losses: jax.Array, **extras) -> jax.Array:
     del extras
-    losses = base.as_losses(losses)
-    return jnp.ones_like(losses), state
+    return jnp.ones_like(losses)
 
-  return base.Weighting(init, update)
+  return base.stateless(weights)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -84,12 +85,12 @@ def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
     "Robust Multi-Task Learning with Excess Risks". ICML 2024.
     arXiv:2402.02009.
   """
-  base.check_positive("step_size", step_size)
-  base.check_positive("adagrad_eps", adagrad_eps)
-  base.check_positive("eps", eps)
+  above(step_size, hyperparameter("step_size"), 0)
+  above(adagrad_eps, hyperparameter("adagrad_eps"), 0)
+  above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks: int) -> ExcessMTLState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     zeros = jnp.zeros((num_tasks,), jnp.float32)
     return ExcessMTLState(zeros, zeros, zeros, jnp.zeros((), jnp.int32))
 

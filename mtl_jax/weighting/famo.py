@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtl_jax.validators import above, at_least, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -78,14 +79,14 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
     B. Liu, Y. Feng, P. Stone, Q. Liu. "FAMO: Fast Adaptive Multitask
     Optimization". NeurIPS 2023. arXiv:2306.03792.
   """
-  base.check_positive("learning_rate", learning_rate)
-  base.check_positive("weight_decay", weight_decay, allow_zero=True)
-  base.check_positive("eps", eps)
+  above(learning_rate, hyperparameter("learning_rate"), 0)
+  at_least(weight_decay, hyperparameter("weight_decay"), 0)
+  above(eps, hyperparameter("eps"), 0)
   inner = optax.chain(optax.add_decayed_weights(weight_decay),
                       optax.adam(learning_rate))
 
   def init(num_tasks: int) -> FAMOState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     logits = jnp.zeros((num_tasks,), jnp.float32)
     return FAMOState(logits, inner.init(logits),
                      jnp.ones((num_tasks,), jnp.float32),

@@ -7,6 +7,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import hyperparameter, positive_int, vector
 from mtl_jax.weighting import base
 
 
@@ -40,10 +41,10 @@ def fixed(weights: Sequence[float] | jax.Array) -> base.Weighting:
     Y. Gal, R. Cipolla. "Multi-Task Learning Using Uncertainty to Weigh Losses
     for Scene Geometry and Semantics". CVPR 2018. arXiv:1705.07115.
   """
-  values = base.as_hparam_vector("weights", weights, nonnegative=True)
+  values = vector(weights, hyperparameter("weights"), nonnegative=True)
 
   def init(num_tasks: int) -> base.EmptyState:
-    base.check_num_tasks(num_tasks)
+    positive_int(num_tasks, "num_tasks")
     base.check_weights_length(values, num_tasks)
     return base.EmptyState()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, hyperparameter
 from mtl_jax.weighting import base
 
 
@@ -43,18 +44,11 @@ def gls(eps: float = base.LOSS_EPS) -> base.Weighting:
     Multi-Stream Feature Aggregation and Geometric Loss Strategy for
     Multi-Task Learning". CVPR Workshops 2019. arXiv:1904.08492.
   """
-  base.check_positive("eps", eps)
+  above(eps, hyperparameter("eps"), 0)
 
-  def init(num_tasks: int) -> base.EmptyState:
-    base.check_num_tasks(num_tasks)
-    return base.EmptyState()
-
-  def update(losses: jax.Array, state: base.EmptyState, **extras):
+  def weights(losses: jax.Array, **extras) -> jax.Array:
     del extras
-    losses = base.as_losses(losses)
     log_losses = base.safe_log(losses, eps)
-    num_tasks = losses.shape[0]
-    weights = jnp.exp(jnp.mean(log_losses) - log_losses) / num_tasks
-    return weights, state
+    return jnp.exp(jnp.mean(log_losses) - log_losses) / losses.shape[0]
 
-  return base.Weighting(init, update)
+  return base.stateless(weights)

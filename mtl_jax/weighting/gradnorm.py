@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtl_jax.aggregation.gramians import task_norms
+from mtl_jax.validators import above, at_least, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -86,13 +88,13 @@ def gradnorm(
     Normalization for Adaptive Loss Balancing in Deep Multitask Networks".
     ICML 2018. arXiv:1711.02257.
   """
-  base.check_positive("alpha", alpha, allow_zero=True)
+  at_least(alpha, hyperparameter("alpha"), 0)
   inner = base.inner_optimizer(learning_rate, optimizer)
-  base.check_positive("min_weight", min_weight)
-  base.check_positive("eps", eps)
+  above(min_weight, hyperparameter("min_weight"), 0)
+  above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks: int) -> GradNormState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     weights = jnp.ones((num_tasks,), jnp.float32)
     return GradNormState(weights, jnp.ones((num_tasks,), jnp.float32),
                          inner.init(weights), jnp.zeros((), jnp.int32))
@@ -107,7 +109,7 @@ def gradnorm(
     current = losses.astype(dtype)
     initial = jnp.where(state.count == 0, current, state.initial_losses)
 
-    norms = base.grad_norms(gramian.astype(dtype))
+    norms = task_norms(gramian.astype(dtype))
     weights = state.weights
     weighted_norms = weights * norms
     mean_norm = jnp.mean(weighted_norms)

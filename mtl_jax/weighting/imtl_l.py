@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtl_jax.validators import above, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -73,10 +74,10 @@ def imtl_l(
     https://openreview.net/forum?id=IMPnRXEWpvr.
   """
   inner = base.inner_optimizer(learning_rate, optimizer)
-  base.check_positive("max_abs_scale", max_abs_scale)
+  above(max_abs_scale, hyperparameter("max_abs_scale"), 0)
 
   def init(num_tasks: int) -> IMTLLState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     scales = jnp.zeros((num_tasks,), jnp.float32)
     return IMTLLState(scales, inner.init(scales))
 

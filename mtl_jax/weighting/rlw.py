@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, choice, hyperparameter
 from mtl_jax.weighting import base
 
 _DISTRIBUTIONS = ("normal", "dirichlet")
@@ -50,29 +51,19 @@ def rlw(distribution: str = "normal", concentration: float = 1.0
     Weighting: A Litmus Test for Multi-Task Learning". TMLR 2022.
     arXiv:2111.10603.
   """
-  if distribution not in _DISTRIBUTIONS:
-    raise ValueError(
-        f"Hyperparameter 'distribution' must be one of {_DISTRIBUTIONS}, got "
-        f"{distribution!r}.")
-  base.check_positive("concentration", concentration)
+  choice(distribution, hyperparameter("distribution"), _DISTRIBUTIONS)
+  above(concentration, hyperparameter("concentration"), 0)
 
-  def init(num_tasks: int) -> base.EmptyState:
-    base.check_num_tasks(num_tasks)
-    return base.EmptyState()
-
-  def update(losses: jax.Array, state: base.EmptyState, *,
-             key: jax.Array | None = None, **extras):
+  def draw(losses: jax.Array, *, key: jax.Array | None = None,
+           **extras) -> jax.Array:
     del extras
     if key is None:
       raise ValueError("rlw needs a PRNG key: call update(..., key=key).")
-    losses = base.as_losses(losses)
     num_tasks = losses.shape[0]
     if distribution == "normal":
       z = jax.random.normal(key, (num_tasks,), losses.dtype)
-      weights = num_tasks * jax.nn.softmax(z)
-    else:
-      alpha = jnp.full((num_tasks,), concentration, losses.dtype)
-      weights = num_tasks * jax.random.dirichlet(key, alpha, dtype=losses.dtype)
-    return weights, state
+      return num_tasks * jax.nn.softmax(z)
+    alpha = jnp.full((num_tasks,), concentration, losses.dtype)
+    return num_tasks * jax.random.dirichlet(key, alpha, dtype=losses.dtype)
 
-  return base.Weighting(init, update)
+  return base.stateless(draw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, hyperparameter
 from mtl_jax.weighting import base
 
 
@@ -40,15 +41,10 @@ def scale_invariant(eps: float = base.LOSS_EPS) -> base.Weighting:
     K. Kawaguchi, G. Chechik, E. Fetaya. "Multi-Task Learning as a Bargaining
     Game". ICML 2022. arXiv:2202.01017.
   """
-  base.check_positive("eps", eps)
+  above(eps, hyperparameter("eps"), 0)
 
-  def init(num_tasks: int) -> base.EmptyState:
-    base.check_num_tasks(num_tasks)
-    return base.EmptyState()
-
-  def update(losses: jax.Array, state: base.EmptyState, **extras):
+  def weights(losses: jax.Array, **extras) -> jax.Array:
     del extras
-    losses = base.as_losses(losses)
-    return jnp.exp(-base.safe_log(losses, eps)), state
+    return jnp.exp(-base.safe_log(losses, eps))
 
-  return base.Weighting(init, update)
+  return base.stateless(weights)

@@ -6,8 +6,8 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from mtl_jax.validators import above, hyperparameter, non_negative_int, positive_int, vector
 from mtl_jax.weighting import base
 
 
@@ -89,17 +89,13 @@ def stch(
     Scalarization for Multi-Objective Optimization". ICML 2024.
     arXiv:2402.19078.
   """
-  base.check_positive("mu", mu)
-  base.check_positive("eps", eps)
-  if isinstance(warmup_steps, bool) or not isinstance(
-      warmup_steps, (int, np.integer)):
-    raise ValueError(
-        f"Hyperparameter 'warmup_steps' must be an int, got {warmup_steps!r}.")
-  base.check_positive("warmup_steps", warmup_steps, allow_zero=True)
+  above(mu, hyperparameter("mu"), 0)
+  above(eps, hyperparameter("eps"), 0)
+  non_negative_int(warmup_steps, hyperparameter("warmup_steps"))
   pref = (None if preference is None else
-          base.as_hparam_vector("preference", preference, positive=True))
+          vector(preference, hyperparameter("preference"), positive=True))
   ideal = (None if ideal_point is None else
-           base.as_hparam_vector("ideal_point", ideal_point))
+           vector(ideal_point, hyperparameter("ideal_point")))
 
   def _vectors(num_tasks: int, dtype) -> tuple[jax.Array, jax.Array]:
     lam = jnp.ones((num_tasks,), dtype) if pref is None else pref
@@ -112,7 +108,7 @@ def stch(
     return jnp.asarray(lam, dtype), jnp.asarray(z, dtype)
 
   def init(num_tasks: int) -> STCHState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     _vectors(num_tasks, jnp.float32)
     return STCHState(jnp.zeros((num_tasks,), jnp.float32),
                      jnp.zeros((), jnp.int32))

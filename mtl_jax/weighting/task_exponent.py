@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mtl_jax.validators import above, hyperparameter, in_range, positive_int
 from mtl_jax.weighting import base
 
 
@@ -111,12 +112,12 @@ def task_exponent(eta: float = 0.01, theta: float = 0.01,
     Multi-Stream Feature Aggregation and Geometric Loss Strategy for
     Multi-Task Learning". CVPR Workshops 2019. arXiv:1904.08492.
   """
-  base.check_positive("eta", eta)
-  base.check_in_range("theta", theta, 0.0, 1.0)
-  base.check_positive("eps", eps)
+  above(eta, hyperparameter("eta"), 0)
+  in_range(theta, hyperparameter("theta"), 0.0, 1.0)
+  above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks: int) -> TaskExponentState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     if theta * num_tasks > 1.0:
       raise ValueError(
           f"Hyperparameter 'theta' must be <= 1/K = {1.0 / num_tasks:.6g} for "

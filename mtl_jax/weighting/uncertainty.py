@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mtl_jax.validators import above, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -79,14 +80,14 @@ def uncertainty(
     arXiv:1705.07115.
   """
   inner = base.inner_optimizer(learning_rate, optimizer)
-  base.check_positive("max_abs_log_var", max_abs_log_var)
+  above(max_abs_log_var, hyperparameter("max_abs_log_var"), 0)
   if not np.isfinite(init_log_var) or abs(init_log_var) > max_abs_log_var:
     raise ValueError(
         "Hyperparameter 'init_log_var' must be finite and within "
         f"[-max_abs_log_var, max_abs_log_var], got {init_log_var!r}.")
 
   def init(num_tasks: int) -> UncertaintyState:
-    num_tasks = base.check_num_tasks(num_tasks)
+    num_tasks = positive_int(num_tasks, "num_tasks")
     log_vars = jnp.full((num_tasks,), init_log_var, jnp.float32)
     return UncertaintyState(log_vars, inner.init(log_vars))
 

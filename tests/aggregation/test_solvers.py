@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtl_jax.aggregation import _solvers
+from mtl_jax.aggregation import _solvers, gramians
 
 RNG = np.random.default_rng(7)
 _PROJECT = jax.jit(jax.vmap(_solvers.project_simplex))
@@ -38,8 +38,8 @@ def test_segment_min_norm_hand_computed():
 
 def test_safe_helpers():
   np.testing.assert_array_equal(
-      _solvers.safe_inverse(jnp.array([0.0, 2.0, -1.0])), [0.0, 0.5, 0.0])
+      gramians.safe_inverse(jnp.array([0.0, 2.0, -1.0])), [0.0, 0.5, 0.0])
   gram = jnp.array([[4.0, 0.0], [0.0, 0.0]])
-  cos, inv = _solvers.cosine_gramian(gram)
+  cos, inv = gramians.cosines(gram), gramians.inverse_norms(gram)
   np.testing.assert_array_equal(cos, [[1.0, 0.0], [0.0, 0.0]])
   np.testing.assert_array_equal(inv, [0.5, 0.0])

@@ -43,8 +43,9 @@ def test_check_config_passes_embedded_data_without_generating_it(tmp_path):
 def test_cli_prints_one_message_and_exits_2(command, tmp_path, capsys, monkeypatch):
   monkeypatch.setattr(loop, "compile_run", _never_compile)
   monkeypatch.setenv(base.DATA_DIR_ENV, str(tmp_path))
+  progress = [] if command == "eval" else ["--noprogress"]  # eval has no bar
   code = cli.main(["mtl-jax", command, f"--config={CONFIG}",
-                   f"--workdir={tmp_path / 'run'}", "--noprogress"])
+                   f"--workdir={tmp_path / 'run'}", *progress])
   out, err = capsys.readouterr()
   assert code == 2
   assert err.startswith(f"mtl-jax {command}: Dataset 'multi_mnist'")

@@ -54,7 +54,7 @@ def test_catalog_config_is_valid_and_reads_its_data(name, arg, tmp_path):
   c.data.data_dir = str(tmp_path)
   input_shape = data.input_shape(c.data)
   tasks = tasks_lib.from_config(c.tasks)
-  nnx.eval_shape(lambda: models.build(c.model, tasks, input_shape, seed=0))
+  nnx.eval_shape(lambda: models.build(tasks, input_shape, seed=0, **c.model))
   with _mocked():
     validate.check_config(c)  # tasks against the data, method, optimizer, data there
     batch = next(data.build(dict(c.data.to_dict(), tasks=sorted(c.tasks)), "train",

@@ -1,5 +1,7 @@
 """The public API: task declarations, task validation, bad-input errors."""
 
+import dataclasses
+
 import ml_collections
 import numpy as np
 import pytest
@@ -150,3 +152,16 @@ def test_wrong_shape_names_the_feature():
   config = _register_fake("fake_shape", records)
   with pytest.raises(ValueError, match="Feature 'image': example shape"):
     _build(config)
+
+
+def test_users_datasets_go_through_the_registry():
+  spec = data.get_spec("toy")
+  with pytest.raises(ValueError, match="Dataset 'toy' is built in"):
+    data.register(spec)
+  try:
+    data.register(dataclasses.replace(spec, name="toy_copy"))
+    assert "toy_copy" in data.names() and data.get_spec("toy_copy").name == "toy_copy"
+  finally:
+    data.REGISTRY.registered.pop("toy_copy", None)
+  with pytest.raises(ValueError, match=r"Unknown dataset 'toy_copy'; valid datasets: \["):
+    data.get_spec("toy_copy")

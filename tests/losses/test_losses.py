@@ -128,3 +128,14 @@ def test_bad_task_declarations_name_the_task(spec, match):
   with pytest.raises(ValueError, match=match) as info:
     tasks_lib.from_config({"mytask": spec})
   assert "mytask" in str(info.value)
+
+
+def test_parsing_writes_every_metric_direction_into_the_task():
+  (task,) = tasks_lib.from_config({"r": dict(kind="regression", metrics=("mae", "r2"),
+                                             higher_is_better={"mae": True})})
+  assert dict(task.higher_is_better) == {"mae": True, "r2": True}  # override, default
+  assert task.direction("mae") and task.direction("r2")
+  assert [t.direction("accuracy") for t in (CLS, BIN)] == [True, True]
+  assert not REG.direction("mse")
+  with pytest.raises(ValueError, match="'c_reg' has no direction for metric 'accuracy'"):
+    REG.direction("accuracy")

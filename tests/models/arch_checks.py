@@ -65,7 +65,7 @@ def train_two_steps(model, aggregator=None, engine="auto", *, tx=None, fast_comp
                            has_representation=hasattr(model, "encode"))
   if tx is None:
     tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1)), 10)
-  states = [state_lib.create(models.params_of(p), p.rest, tx, method, 2, 0)]
+  states = [state_lib.init_state(p, tx, method, seed=0)]
   fn = make_train_step(p.graphdef, h.TASKS, method, tx, penalty=penalty)
   step = compiled(fn, states[0], h.batch(0)) if fast_compile else jax.jit(fn)
   history = []

@@ -22,7 +22,7 @@ def _config(hidden=(4, 4, 4), **branching):
 
 
 def test_partition_and_representation_engine_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   assert [len(layer) for layer in p.shared["layers"].values()] == [1, 2, 3]
   assert [a.shape for a in p.cross["parents"].values()] == [(2, 1), (3, 2)]
@@ -41,7 +41,7 @@ def _hand_set(params, big=100.0):
 
 
 def test_derived_tree_follows_the_logits():
-  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  p = models.partition(models.build(h.TASKS, SHAPE, **_config()))
   params = _hand_set(models.params_of(p))
   want = {"cls": [0, 1, 2], "reg": [0, 0, 1]}     # branch apart at layer 1
   assert derive_architecture(params) == want
@@ -50,7 +50,7 @@ def test_derived_tree_follows_the_logits():
 
 
 def test_network_is_the_derived_tree():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = models.partition(model)
   params = _hand_set(models.params_of(p))
 
@@ -78,7 +78,7 @@ def test_network_is_the_derived_tree():
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
   config = _config(hidden=(4, 4), hard=aggregator is None)
-  model = models.build(config, h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **config)
   _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-1),
                                              fast_compile=True, weighting_method=h.EQUAL)
   assert int(states[-1].rest["count"]) == 2
@@ -87,10 +87,10 @@ def test_trains_two_steps(aggregator):
 
 
 @pytest.mark.parametrize("branching, match", [
-    (dict(blocks=(1, 2)), r"model.branching.blocks.*\(1, 2\)"),
-    (dict(tau=0.0), "model.branching.tau.*0.0"),
-    (dict(eval_mode="mode"), "model.branching.eval_mode.*'mode'"),
+    (dict(blocks=(1, 2)), r"branching.blocks.*\(1, 2\)"),
+    (dict(tau=0.0), "branching.tau.*0.0"),
+    (dict(eval_mode="mode"), "branching.eval_mode.*'mode'"),
 ])
 def test_bad_config_raises(branching, match):
   with pytest.raises(ValueError, match=match):
-    models.build(_config(**branching), h.TASKS, SHAPE)
+    models.build(h.TASKS, SHAPE, **_config(**branching))

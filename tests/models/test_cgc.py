@@ -21,7 +21,7 @@ def _config(**overrides):
 
 
 def test_partition_and_representation_engine_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   shared, cls = p.shared["levels"][0], p.tasks["cls"]["levels"][0]
   assert set(shared) == {"experts"}                       # no shared gate in CGC
@@ -32,7 +32,7 @@ def test_partition_and_representation_engine_refused():
 
 
 def test_tasks_see_own_and_shared_experts_only():
-  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  p = models.partition(models.build(h.TASKS, SHAPE, **_config()))
   forward = jax.jit(lambda prm, x: models.merge(p.graphdef, prm, p.rest)(x))
   params = models.params_of(p)
   x = np.random.default_rng(0).random((4, *SHAPE), np.float32)
@@ -56,7 +56,7 @@ def test_tasks_see_own_and_shared_experts_only():
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-2),
                                              fast_compile=True, weighting_method=h.EQUAL)
   arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
@@ -67,5 +67,5 @@ def test_trains_two_steps(aggregator):
 def test_bad_expert_count_raises(field):
   experts = dict(num_shared=2, num_task=1, hidden=(6,))
   experts[field] = 0
-  with pytest.raises(ValueError, match=f"model.experts.{field}.*0"):
-    models.build(_config(experts=experts), h.TASKS, SHAPE)
+  with pytest.raises(ValueError, match=f"experts.{field}.*0"):
+    models.build(h.TASKS, SHAPE, **_config(experts=experts))

@@ -28,7 +28,7 @@ def _config(trunk="mlp", **extra):
 def _model(trunk="mlp", sluice=False):
   """Built once per variant; tests that change alpha use :func:`_with_cross`."""
   extra = dict(sluice=True, subspaces=2) if sluice else {}
-  return models.build(_config(trunk, **extra), h.TASKS, (8, 8, 1))
+  return models.build(h.TASKS, (8, 8, 1), **_config(trunk, **extra))
 
 
 def _with_cross(model, **cross):
@@ -112,13 +112,13 @@ def test_sluice_beta_combines_the_layer_outputs():
     (dict(sluice=True), r"sluice=True .* same width; got widths \[8, 6\]"),
     (dict(sluice=True, subspaces=4, trunk=dict(kind="mlp", hidden=(6, 6))),
      r"subspaces=4 must divide every layer width"),
-    (dict(sluice="yes"), r"model.sluice must be True or False, got 'yes'"),
+    (dict(sluice="yes"), r"sluice must be True or False, got 'yes'"),
 ])
 def test_bad_config_raises(extra, match):
   config = _config()
   config.update(extra)
   with pytest.raises(ValueError, match=match):
-    models.build(config, h.TASKS, (8, 8, 1))
+    models.build(h.TASKS, (8, 8, 1), **config)
 
 
 @pytest.mark.parametrize("trunk,sluice,agg,engine", [

@@ -86,7 +86,7 @@ def test_random_gate_is_on_the_simplex():
 
 
 def test_partition_and_representation_engine_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   assert set(p.tasks["cls"]["gate"]) == {"z", "w"}
   assert p.tasks["cls"]["gate"]["z"]["kernel"].shape == (64, 2 * 3)  # k * ceil(log2 5)
@@ -95,7 +95,7 @@ def test_partition_and_representation_engine_refused():
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-2),
                                              fast_compile=True, weighting_method=h.EQUAL)
   arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
@@ -105,7 +105,7 @@ def test_trains_two_steps(aggregator):
 def test_task_conditioned_gate_ignores_the_input():
   """gate_conditioning='task': logits are parameters (z_logits [k, m],
   w_logits [k]), the same selection for every example."""
-  model = models.build(_config(gate_conditioning="task"), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config(gate_conditioning="task"))
   p = arch_checks.assert_partition_exhaustive(model)
   gate = p.tasks["cls"]["gate"]
   assert set(gate) == {"z_logits", "w_logits"}
@@ -119,11 +119,11 @@ def test_task_conditioned_gate_ignores_the_input():
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (dict(k=0), "model.k.*0"),
-    (dict(gamma=-1.0), "model.gamma.*-1.0"),
-    (dict(gate="softmax"), "model.gate.*'softmax'"),
-    (dict(gate_conditioning="batch"), "model.gate_conditioning.*'batch'"),
+    (dict(k=0), "k.*0"),
+    (dict(gamma=-1.0), "gamma.*-1.0"),
+    (dict(gate="softmax"), "gate.*'softmax'"),
+    (dict(gate_conditioning="batch"), "gate_conditioning.*'batch'"),
 ])
 def test_bad_config_raises(overrides, match):
   with pytest.raises(ValueError, match=match):
-    models.build(_config(**overrides), h.TASKS, SHAPE)
+    models.build(h.TASKS, SHAPE, **_config(**overrides))

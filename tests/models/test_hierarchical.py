@@ -28,7 +28,7 @@ def _config(trunk="mlp", task_depth=None):
 @functools.cache
 def _model(trunk="mlp"):
   """``cls`` at depth 1, ``reg`` at the default (last) depth; built once."""
-  return models.build(_config(trunk), h.TASKS, (8, 8, 1))
+  return models.build(h.TASKS, (8, 8, 1), **_config(trunk))
 
 
 @pytest.mark.parametrize("trunk", ["mlp", "cnn"])
@@ -69,7 +69,7 @@ def test_task_at_depth_one_has_no_gradient_above_layer_one():
 
 
 def test_default_depth_is_the_last_layer():
-  model = models.build(_config(task_depth={}), h.TASKS, (8, 8, 1))
+  model = models.build(h.TASKS, (8, 8, 1), **_config(task_depth={}))
   assert model.depths == (3, 3)
 
 
@@ -81,7 +81,7 @@ def test_default_depth_is_the_last_layer():
 ])
 def test_bad_task_depth_raises(depth, match):
   with pytest.raises(ValueError, match=match):
-    models.build(_config(task_depth=depth), h.TASKS, (8, 8, 1))
+    models.build(h.TASKS, (8, 8, 1), **_config(task_depth=depth))
 
 
 @pytest.mark.parametrize("agg,engine", [(None, "auto"), ("mgda", "jacobian")])

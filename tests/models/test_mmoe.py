@@ -28,7 +28,7 @@ def _apply(model, x, params=None):
 
 
 def test_partition_experts_shared_gates_and_towers_per_task():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   assert p.shared["kernels"][0].shape == (3, 64, 6)   # [experts, in, out]
   assert set(p.tasks) == {"cls", "reg"} and p.cross == {}
@@ -38,7 +38,7 @@ def test_partition_experts_shared_gates_and_towers_per_task():
 
 def test_forward_matches_hand_computation():
   """y_k = tower_k(sum_e softmax(W_k x + b_k)_e relu(K_e x + c_e))."""
-  model = models.build(_config(head=dict(hidden=())), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config(head=dict(hidden=())))
   p = models.partition(model)
   params = jax.tree.map(np.asarray, models.params_of(p))
   x = np.random.default_rng(0).random((4, *SHAPE), np.float32)
@@ -57,7 +57,7 @@ def test_forward_matches_hand_computation():
 
 
 def test_softmax_gate_is_on_the_simplex():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   x = jnp.asarray(np.random.default_rng(1).normal(size=(5, 64)) * 10, jnp.float32)
   g = np.asarray(jax.jit(lambda m, v: m(v))(model.tasks["reg"].gate, x))
   assert g.shape == (5, 3) and np.all(g >= 0)
@@ -66,10 +66,10 @@ def test_softmax_gate_is_on_the_simplex():
 
 def test_one_expert_equals_shared_bottom():
   """With one expert the gate is 1: MMoE is the shared-bottom model."""
-  moe = models.build(_config(experts=dict(num=1, hidden=(6,))), h.TASKS, SHAPE)
-  bottom = models.build(ml_collections.ConfigDict(dict(
+  moe = models.build(h.TASKS, SHAPE, **_config(experts=dict(num=1, hidden=(6,))))
+  bottom = models.build(h.TASKS, SHAPE, seed=7, **ml_collections.ConfigDict(dict(
       arch="hard_sharing", trunk=dict(kind="mlp", hidden=(6,)),
-      head=dict(hidden=(4,)))), h.TASKS, SHAPE, seed=7)
+      head=dict(hidden=(4,)))))
   moe_params = models.params_of(models.partition(moe))
   params = {"shared": {"layers": {0: {"kernel": moe_params["shared"]["kernels"][0][0],
                                       "bias": moe_params["shared"]["biases"][0][0]}}},
@@ -83,7 +83,7 @@ def test_one_expert_equals_shared_bottom():
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   method, states, _ = arch_checks.train_two_steps(
       model, aggregator, tx=optax.sgd(1e-2), fast_compile=True, weighting_method=h.EQUAL)
   assert method.engine == ("jacobian" if aggregator else "weighted")
@@ -92,15 +92,15 @@ def test_trains_two_steps(aggregator):
 
 
 def test_representation_engine_is_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   arch_checks.assert_representation_refused(model)
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (dict(experts=dict(num=0, hidden=(6,))), "model.experts.num.*0"),
-    (dict(experts=dict(num=2, hidden=())), r"model.experts.hidden.*\(\)"),
-    (dict(gate="topk"), "model.gate.*'topk'"),
+    (dict(experts=dict(num=0, hidden=(6,))), "experts.num.*0"),
+    (dict(experts=dict(num=2, hidden=())), r"experts.hidden.*\(\)"),
+    (dict(gate="topk"), "gate.*'topk'"),
 ])
 def test_bad_config_raises(overrides, match):
   with pytest.raises(ValueError, match=match):
-    models.build(_config(**overrides), h.TASKS, SHAPE)
+    models.build(h.TASKS, SHAPE, **_config(**overrides))

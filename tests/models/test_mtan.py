@@ -22,7 +22,7 @@ def _config(kind="cnn", **overrides):
 
 
 def test_partition_and_representation_engine_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   assert set(p.shared) == {"first", "second", "final"}
   att = p.tasks["cls"]
@@ -38,9 +38,8 @@ def test_attention_batch_norms_are_task_parameters_and_state(kind):
   batch norm per g, h and f, its scale and bias in the task's group, its
   statistics in ``rest`` under the same task; attention_norm=False drops them."""
   widths = (2, 3) if kind == "cnn" else (5, 4)
-  with_norm = models.partition(models.build(_config(kind), h.TASKS, SHAPE))
-  plain = models.partition(models.build(_config(kind, attention_norm=False), h.TASKS,
-                                        SHAPE))
+  with_norm = models.partition(models.build(h.TASKS, SHAPE, **_config(kind)))
+  plain = models.partition(models.build(h.TASKS, SHAPE, **_config(kind, attention_norm=False)))
   assert plain.rest == {} and set(plain.tasks["cls"]) == {"g", "h", "f", "head"}
   for name in ("cls", "reg"):
     att, stats = with_norm.tasks[name], with_norm.rest["tasks"][name]
@@ -72,7 +71,7 @@ def _with_masks(params, logit):
 
 @pytest.mark.parametrize("kind", ["cnn", "mlp"])
 def test_unit_masks_give_the_shared_features(kind):
-  p = models.partition(models.build(_config(kind), h.TASKS, SHAPE))
+  p = models.partition(models.build(h.TASKS, SHAPE, **_config(kind)))
   features = jax.jit(lambda prm, x: models.merge(p.graphdef, prm, p.rest).features(x))
   x = np.random.default_rng(0).random((3, *SHAPE), np.float32)
   shared, per_task = features(models.params_of(p), x)
@@ -90,7 +89,7 @@ def test_trains_two_steps(aggregator, kind):
   # One block keeps compilation short; the mask tests cover the two-block path.
   trunk = {"cnn": dict(kind="cnn", channels=(2,), features=4),
            "mlp": dict(kind="mlp", hidden=(5,))}[kind]
-  model = models.build(_config(kind, trunk=trunk), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config(kind, trunk=trunk))
   _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-2),
                                              fast_compile=True, weighting_method=h.EQUAL)
   arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
@@ -100,12 +99,12 @@ def test_trains_two_steps(aggregator, kind):
 
 
 @pytest.mark.parametrize("trunk, extra, match", [
-    (dict(kind="rnn"), {}, "model.trunk.kind.*'rnn'"),
+    (dict(kind="rnn"), {}, "trunk.kind.*'rnn'"),
     (dict(kind="cnn", channels=(2, 2, 2, 2)), {}, "too small"),
-    (dict(kind="mlp", hidden=(4, 0)), {}, "model.trunk.hidden.*0"),
+    (dict(kind="mlp", hidden=(4, 0)), {}, "trunk.hidden.*0"),
     (dict(kind="mlp", hidden=(4,)), dict(attention_norm="yes"), "attention_norm.*'yes'"),
 ])
 def test_bad_config_raises(trunk, extra, match):
   with pytest.raises(ValueError, match=match):
-    models.build(ml_collections.ConfigDict(dict(arch="mtan", trunk=trunk, **extra)),
-                 h.TASKS, SHAPE)
+    models.build(h.TASKS, SHAPE,
+                 **ml_collections.ConfigDict(dict(arch="mtan", trunk=trunk, **extra)))

@@ -27,7 +27,7 @@ def _config(arch, **extra):
 @functools.cache
 def _model(arch):
   extra = dict(task_kernel_size=1) if arch == "task_conv" else dict(embedding_dim=5)
-  return models.build(_config(arch, **extra), h.TASKS, (8, 8, 1))
+  return models.build(h.TASKS, (8, 8, 1), **_config(arch, **extra))
 
 
 @functools.cache
@@ -85,16 +85,16 @@ def test_task_layers_get_only_their_task_gradient_shared_get_both(arch):
 
 
 @pytest.mark.parametrize("arch,extra,match", [
-    ("task_conv", dict(trunk=MLP), r"task_conv needs model.trunk.kind='cnn', got 'mlp'"),
+    ("task_conv", dict(trunk=MLP), r"task_conv needs trunk.kind='cnn', got 'mlp'"),
     ("task_conv", dict(trunk=dict(CNN, channels=())), r"at least one conv block"),
-    ("task_conv", dict(task_kernel_size=0), r"model.task_kernel_size .* got 0"),
-    ("task_encoders", dict(embedding_dim=2.5), r"model.embedding_dim .* got 2.5"),
+    ("task_conv", dict(task_kernel_size=0), r"task_kernel_size .* got 0"),
+    ("task_encoders", dict(embedding_dim=2.5), r"embedding_dim .* got 2.5"),
 ])
 def test_bad_config_raises(arch, extra, match):
   config = _config(arch)
   config.update(extra)
   with pytest.raises(ValueError, match=match):
-    models.build(config, h.TASKS, (8, 8, 1))
+    models.build(h.TASKS, (8, 8, 1), **config)
 
 
 @pytest.mark.parametrize("arch,agg,engine", [

@@ -28,7 +28,7 @@ TRUNKS = [dict(kind="mlp", hidden=(8, 6)),
 @pytest.mark.parametrize("arch", ["hard_sharing", "independent"])
 @pytest.mark.parametrize("trunk", TRUNKS, ids=["mlp", "cnn"])
 def test_partition_is_exhaustive_and_disjoint(arch, trunk):
-  model = models.build(_config(arch, trunk), TASKS, (8, 8, 1))
+  model = models.build(TASKS, (8, 8, 1), **_config(arch, trunk))
   p = arch_checks.assert_partition_exhaustive(model)
   claimed = arch_checks.leaf_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   assert set(p.tasks) == {"bin", "cls", "reg"}
@@ -45,7 +45,7 @@ def test_partition_is_exhaustive_and_disjoint(arch, trunk):
 
 
 def test_merge_round_trip_gives_same_outputs():
-  model = models.build(_config("hard_sharing", TRUNKS[1]), TASKS, (8, 8, 1))
+  model = models.build(TASKS, (8, 8, 1), **_config("hard_sharing", TRUNKS[1]))
   x = jnp.asarray(np.random.default_rng(0).random((3, 8, 8, 1), np.float32))
   expected = model(x)
   p = models.partition(model)
@@ -80,4 +80,4 @@ def test_model_without_tasks_raises():
 
 def test_unknown_architecture_lists_valid_names():
   with pytest.raises(ValueError, match="hard_sharing"):
-    models.build(_config("hard_shareing", TRUNKS[0]), TASKS, (4,))
+    models.build(TASKS, (4,), **_config("hard_shareing", TRUNKS[0]))

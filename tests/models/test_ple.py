@@ -21,7 +21,7 @@ def _config(**overrides):
 
 
 def test_partition_and_representation_engine_refused():
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   p = arch_checks.assert_partition_exhaustive(model)
   inner, last = p.shared["levels"][0], p.shared["levels"][1]
   # The inner shared gate mixes 2 tasks x 1 task expert + 2 shared experts.
@@ -42,7 +42,7 @@ def _perturbed(params, path):
 
 
 def test_tasks_interact_through_inner_levels_only():
-  p = models.partition(models.build(_config(), h.TASKS, SHAPE))
+  p = models.partition(models.build(h.TASKS, SHAPE, **_config()))
   forward = jax.jit(lambda prm, x: models.merge(p.graphdef, prm, p.rest)(x))
   params = models.params_of(p)
   x = np.random.default_rng(0).random((4, *SHAPE), np.float32)
@@ -55,15 +55,15 @@ def test_tasks_interact_through_inner_levels_only():
 
 
 def test_one_level_is_cgc():
-  ple = models.partition(models.build(_config(levels=1), h.TASKS, SHAPE))
-  cgc = models.partition(models.build(_config(arch="cgc"), h.TASKS, SHAPE))
+  ple = models.partition(models.build(h.TASKS, SHAPE, **_config(levels=1)))
+  cgc = models.partition(models.build(h.TASKS, SHAPE, **_config(arch="cgc")))
   # Same parameters, in the same places, from the same seed.
   jax.tree.map(np.testing.assert_array_equal, models.params_of(ple), models.params_of(cgc))
 
 
 @pytest.mark.parametrize("aggregator", [None, "mgda"])
 def test_trains_two_steps(aggregator):
-  model = models.build(_config(), h.TASKS, SHAPE)
+  model = models.build(h.TASKS, SHAPE, **_config())
   _, states, _ = arch_checks.train_two_steps(model, aggregator, tx=optax.sgd(1e-2),
                                              fast_compile=True, weighting_method=h.EQUAL)
   arch_checks.assert_moved(states[0].params, states[-1].params, ("shared", "tasks"),
@@ -71,5 +71,5 @@ def test_trains_two_steps(aggregator):
 
 
 def test_bad_levels_raises():
-  with pytest.raises(ValueError, match="model.levels.*0"):
-    models.build(_config(levels=0), h.TASKS, SHAPE)
+  with pytest.raises(ValueError, match="levels.*0"):
+    models.build(h.TASKS, SHAPE, **_config(levels=0))

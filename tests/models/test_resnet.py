@@ -63,7 +63,7 @@ def _hard_sharing():
   cfg = ml_collections.ConfigDict(dict(
       arch="hard_sharing", trunk=dict(kind="resnet", blocks=(1, 1), width=4),
       head=dict(hidden=())))
-  return models.build(cfg, h.TASKS, (8, 8, 1))
+  return models.build(h.TASKS, (8, 8, 1), **cfg)
 
 
 def test_hard_sharing_with_a_resnet_trunk_trains_and_updates_batch_stats():

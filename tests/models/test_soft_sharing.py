@@ -30,7 +30,7 @@ def _config(trunk="mlp", **extra):
 @functools.cache
 def _model(trunk="mlp"):
   """Built once per trunk (building is the slow part); tests must not mutate it."""
-  return models.build(_config(trunk), h.TASKS, (8, 8, 1))
+  return models.build(h.TASKS, (8, 8, 1), **_config(trunk))
 
 
 @pytest.mark.parametrize("trunk", ["mlp", "cnn"])
@@ -50,8 +50,7 @@ def _unstacked_output(model, name, trunk):
   """Task ``name``'s output from a plain trunk + head loaded with its slice."""
   sl = task_slice(model, name)
   k = ("cls", "reg").index(name)
-  tower = build_trunk(ml_collections.ConfigDict(TRUNKS[trunk]), (8, 8, 1),
-                      rngs=nnx.Rngs(9))
+  tower = build_trunk((8, 8, 1), rngs=nnx.Rngs(9), **TRUNKS[trunk])
   head = Head(6, next(t for t in h.TASKS if t.name == name), rngs=nnx.Rngs(9))
   stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)).get("cross", {})
   stats = jax.tree.map(lambda a: a[k], stats.get("towers", {}))

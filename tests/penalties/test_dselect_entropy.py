@@ -5,7 +5,6 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -74,7 +73,7 @@ def _moe_params(**overrides):
   c = dict(arch="dselect_k", experts=dict(num=5, hidden=(6,)), k=2,
            head=dict(hidden=()), gate_conditioning="task")
   c.update(overrides)
-  model = models.build(ml_collections.ConfigDict(c), h.TASKS, (8, 8, 1))
+  model = models.build(h.TASKS, (8, 8, 1), **c)
   return models.params_of(models.partition(model))
 
 
@@ -109,7 +108,7 @@ def test_ple_task_and_shared_gates_are_read():
   c = dict(arch="ple", levels=2, gate="dselect_k", gate_conditioning="task", k=1,
            experts=dict(num_shared=2, num_task=2, hidden=(4,)), head=dict(hidden=()))
   params = models.params_of(models.partition(
-      models.build(ml_collections.ConfigDict(c), h.TASKS, (8, 8, 1))))
+      models.build(h.TASKS, (8, 8, 1), **c)))
   found = penalties.get("dselect_entropy").select(params)
   expected = [params["shared"]["levels"][0]["gate"]["z_logits"]] + [
       params["tasks"][n]["levels"][level]["gate"]["z_logits"]
@@ -123,8 +122,8 @@ def test_errors_name_the_penalty_and_what_was_found():
   with pytest.raises(ValueError, match=r"'dselect_entropy'.*example-conditioned.*"
                      r"tasks/cls/gate/z.*gate_conditioning='task'"):
     penalty(_moe_params(gate_conditioning="example"))
-  hard = models.params_of(models.partition(models.build(h.model_config(), h.TASKS,
-                                                        (8, 8, 1))))
+  hard = models.params_of(models.partition(models.build(h.TASKS, (8, 8, 1),
+                                                        **h.model_config())))
   with pytest.raises(ValueError, match=r"'dselect_entropy'.*z_logits.*found shared: "
                      r"layers/0/bias.*tasks: <task>/out/bias"):
     penalty(hard)
@@ -140,7 +139,7 @@ def test_training_with_the_penalty_lowers_the_entropy(tiny_mmoe_config):
   """A few Adam steps through the train loop, same seed with and without."""
   entropy = penalties.build({"dselect_entropy": 1.0})
   c = tiny_mmoe_config(MOE, {})
-  model = models.build(c.model, tasks_lib.from_config(c.tasks), (8,), seed=int(c.seed))
+  model = models.build(tasks_lib.from_config(c.tasks), (8,), seed=int(c.seed), **MOE)
   start = float(entropy(models.params_of(models.partition(model))))
   end = {w: float(entropy(loop.train(tiny_mmoe_config(MOE, {"dselect_entropy": w}),
                                      progress=False, eval_splits=()).state.params))

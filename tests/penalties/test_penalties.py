@@ -19,7 +19,7 @@ def _close(a, b, tol=1e-5):
 
 
 def _value_and_grad(name, w):
-  return jax.jit(jax.value_and_grad(penalties.get(name)))(jnp.asarray(w))
+  return jax.jit(jax.value_and_grad(penalties.get(name).apply))(jnp.asarray(w))
 
 
 # Numpy references, written from the definitions (loops over tasks / pairs).
@@ -79,13 +79,13 @@ def test_value_and_gradient_match_numpy(name):
     ("l21", [[3.0, 0.0], [4.0, 0.0]], 5.0),               # rows (3, 4) and (0, 0)
 ])
 def test_hand_computed_values(name, w, expected):
-  _close(penalties.get(name)(jnp.asarray(w)), expected)
+  _close(penalties.get(name).apply(jnp.asarray(w)), expected)
 
 
 def test_penalties_sum_over_the_leaves_of_a_pytree():
   tree = {"a": jnp.asarray(W), "b": [jnp.asarray(W[:, :2])]}
   for name in penalties.names():
-    fn = penalties.get(name)
+    fn = penalties.get(name).apply
     _close(fn(tree), fn(tree["a"]) + fn(tree["b"][0]))
     _close(fn({}), 0.0)
 
@@ -105,7 +105,7 @@ def test_trace_norm_gradient_at_a_zero_singular_value():
   _close(grad, np.outer(a / np.sqrt(5.0), b / 3.0))
   # Forward mode uses the same derivative (custom JVP): d/dt ||M + t M||_* = ||M||_*.
   m = jnp.asarray(np.outer(a, b), jnp.float32)
-  _close(jax.jvp(penalties.get("trace_norm"), (m,), (m,))[1], np.sqrt(5.0) * 3.0)
+  _close(jax.jvp(penalties.get("trace_norm").apply, (m,), (m,))[1], np.sqrt(5.0) * 3.0)
 
 
 def test_trace_norm_gradient_at_repeated_and_all_zero_singular_values():
@@ -211,3 +211,16 @@ def test_penalty_on_a_model_without_stacked_towers_raises():
   params["tasks"] = {"a": {}, "b": {}}  # 2 tasks, but towers stacked for 3
   with pytest.raises(ValueError, match="leading task axis of size 2"):
     penalty(params)
+
+
+def test_a_users_penalty_is_a_penalty_in_the_registry():
+  try:
+    penalties.register("l1_towers",
+                       penalties.on_stacked_kernels(lambda w: jnp.sum(jnp.abs(w))))
+    params, kernels = _params()
+    value = penalties.build({"l1_towers": 2.0})(params)
+    _close(value, 2.0 * sum(np.abs(k).sum() for k in kernels))
+  finally:
+    penalties.REGISTRY.registered.pop("l1_towers", None)
+  with pytest.raises(ValueError, match="is built in"):
+    penalties.register("l21", penalties.get("l21"))

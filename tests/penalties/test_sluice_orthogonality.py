@@ -5,7 +5,6 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -36,7 +35,7 @@ def _sluice(trunk, subspaces=2, **overrides):
            head=dict(hidden=()))
   c.update(overrides)
   return models.params_of(models.partition(
-      models.build(ml_collections.ConfigDict(c), h.TASKS, SHAPE)))
+      models.build(h.TASKS, SHAPE, **c)))
 
 
 def _np_reference(kernels, m):
@@ -85,7 +84,7 @@ def test_errors_name_the_penalty_and_what_was_found():
     penalty(_sluice(trunk, sluice=False))
   with pytest.raises(ValueError, match=r"'sluice_orthogonality'.*1 subspace"):
     penalty(_sluice(trunk, 1))
-  hard = models.params_of(models.partition(models.build(h.model_config(), h.TASKS, SHAPE)))
+  hard = models.params_of(models.partition(models.build(h.TASKS, SHAPE, **h.model_config())))
   with pytest.raises(ValueError, match=r"'sluice_orthogonality'.*no cross\['alpha'\].*"
                      r"found shared: layers/0/bias"):
     penalty(hard)

@@ -1,5 +1,5 @@
 """Bad inputs: each is a clear error, before the first compiled step, that
-names what is wrong. Config errors come from ``train.validate.check_config``
+names what is wrong. Config errors come from ``settings.parse``
 (called first thing in ``loop.train``); record errors from the pipeline's
 checks on the first batch; shape errors at trace time; the rest on resume."""
 
@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax import cli, data
+from mtl_jax import cli, data, settings
 from mtl_jax.data.base import DatasetSpec
 from mtl_jax.losses import losses
 from mtl_jax.train import checkpoint, loop, validate
@@ -56,9 +56,9 @@ def test_wrong_types_name_the_field(config):
     config.train.batch_size = "64"
   with pytest.raises(TypeError, match=r"train\.batch_size must be an integer >= 1, "
                                       r"got '64' \(str\)"):
-    validate.check_train({"num_steps": 3, "batch_size": "64"})
+    settings.parse_train({"num_steps": 3, "batch_size": "64"})
   with pytest.raises(TypeError, match=r"train\.num_steps .* got True \(bool\)"):
-    validate.check_train({"num_steps": True, "batch_size": 8})
+    settings.parse_train({"num_steps": True, "batch_size": 8})
   with pytest.raises(ValueError, match=r"optimizer\.learning_rate must be a positive "
                                        r"number, got '1e-3'"):
     validate.check_config(ml_collections.ConfigDict(
@@ -99,7 +99,7 @@ def test_out_of_domain_hyperparameters_are_named(config):
 
 def test_fixed_weights_of_the_wrong_length(config):
   config.method.update(dict(weighting="fixed", weighting_kwargs=dict(weights=[1.0]),
-                            aggregation="none"))
+                            aggregation=None))
   _fails(config, ValueError, r"weighting_kwargs: Expected 2 task weights .*length 1.*"
                              r"\['shape', 'x'\]")
 
@@ -127,7 +127,7 @@ def _register(monkeypatch, labels, *, dtype=np.int32, ignore=None, name="bad_row
   if ignore is not None:
     decl["ignore_label"] = ignore
   tasks = {"c": decl, "r": dict(kind="regression", dim=1)}
-  monkeypatch.setitem(data._REGISTERED, name, DatasetSpec(
+  monkeypatch.setitem(data.REGISTRY.registered, name, DatasetSpec(
       name=name, defaults={}, tasks=lambda o: tasks, input_shape=lambda o: (4,),
       load=lambda o, split, root: records, input_feature="x"))
   return name
@@ -142,7 +142,7 @@ def _small_config(config, name, ignore=None):
   config.data = dict(name=name)
   config.tasks = {"c": dict(kind="multiclass", num_classes=3, ignore_label=ignore),
                   "r": dict(kind="regression", dim=1)}
-  config.method.aggregation = "none"
+  config.method.aggregation = None
   config.train.update(dict(num_steps=6, batch_size=8, checkpoint_every=2))
   return config
 

@@ -82,7 +82,7 @@ def test_halt_run_exits_3_with_a_message_and_a_checkpoint(data_dir, tmp_path, ca
   o = "--config."
   args = common.cli_args(data_dir, workdir) + [
       f"{o}optimizer.learning_rate=1e30", f"{o}train.nonfinite=halt",
-      f"{o}train.max_nonfinite=2", f"{o}method.aggregation=none"]
+      f"{o}train.max_nonfinite=2", f"{o}method.aggregation="]
   assert cli.main(args) == 3
   err = capsys.readouterr().err
   assert "mtl-jax train: Halting at step 3: 2 consecutive updates had non-finite" in err
@@ -91,7 +91,7 @@ def test_halt_run_exits_3_with_a_message_and_a_checkpoint(data_dir, tmp_path, ca
   assert [r["skipped"] for r in records] == [False, True, True]
   assert records[-1]["nonfinite_tasks"]
   config = common.tiny_config(data_dir, workdir)
-  config.method.aggregation = "none"
+  config.method.aggregation = None
   s = loop.setup(config)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=0)
   assert ckpt.latest_step() == 3

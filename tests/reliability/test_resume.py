@@ -107,7 +107,7 @@ def test_checkpoint_holds_every_piece_of_state(runs):
     compiled = loop.compile_run(s)
     ckpt = Checkpointer(os.path.join(runs["paths"][key], "checkpoints"), every=0)
     restored[key] = ckpt.restore(compiled.abstract_state,
-                                 checkpoint.meta_for(s.tasks, s.config), step=10)
+                                 checkpoint.meta_for(s.tasks, s.settings.config), step=10)
     ckpt.close()
   (state, data_state, step), (other, other_data, _) = restored.values()
   assert step == 10 and int(state.step) == 10

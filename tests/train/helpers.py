@@ -42,6 +42,5 @@ def setup(weighting=EQUAL, aggregator=None, engine="auto", trunk="mlp",
   p = models.partition(model)
   method = engines.resolve(weighting, aggregator, engine, has_representation=True)
   tx = optimizer.build(ml_collections.ConfigDict(dict(name="sgd", learning_rate=lr)), 10)
-  state = jax.jit(lambda pr, r: state_lib.create(pr, r, tx, method, len(TASKS), 0))(
-      models.params_of(p), p.rest)
+  state = jax.jit(lambda: state_lib.init_state(p, tx, method, seed=0))()
   return p, method, tx, state

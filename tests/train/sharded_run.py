@@ -32,7 +32,7 @@ def config(data_dir, method, num_devices, fsdp, accumulation_steps=1):
   # SGD: Adam's normalisation would amplify the (legitimate) float
   # reassociation differences of sharded reductions in near-zero gradients.
   c.optimizer.update(dict(name="sgd", learning_rate=0.05))
-  c.method.aggregation = method
+  c.method.aggregation = None if method == "none" else method  # from argv
   c.mesh = dict(num_devices=num_devices, fsdp=fsdp)
   return c
 
@@ -42,7 +42,7 @@ def collectives():
   from mtl_jax.train import sharding
   from mtl_jax.train.step import make_train_step
   from tests.train import helpers as h
-  mesh = sharding.make_mesh({"num_devices": 8})
+  mesh = sharding.make_mesh(num_devices=8)
   p, method, tx, state = h.setup()
   step = make_train_step(p.graphdef, h.TASKS, method, tx, accumulation_steps=2)
   replicated = sharding.replicated(mesh)

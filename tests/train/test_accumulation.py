@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax import aggregation, weighting
+from mtl_jax import aggregation, settings, weighting
 from mtl_jax.train import accumulation, engines, validate
 from mtl_jax.train.step import make_counts, make_forward, make_train_step
 from tests.train import helpers as h
@@ -186,18 +186,17 @@ def _train_config(**kw):
 
 
 def test_config_checks():
-  validate.check_train(_train_config(accumulation_steps=4))
+  settings.parse_train(_train_config(accumulation_steps=4))
   with pytest.raises(ValueError, match="batch_size=8 .*accumulation_steps=3"):
-    validate.check_train(_train_config(accumulation_steps=3))
+    settings.parse_train(_train_config(accumulation_steps=3))
   with pytest.raises((ValueError, TypeError), match="train.accumulation_steps"):
-    validate.check_train(_train_config(accumulation_steps=0))
-  config = ml_collections.ConfigDict(dict(
-      train=dict(num_steps=10, batch_size=16, accumulation_steps=4),
-      mesh=dict(num_devices=8)))
+    settings.parse_train(_train_config(accumulation_steps=0))
+  train = dict(num_steps=10, batch_size=16, accumulation_steps=4)
+  mesh = settings.parse_mesh(dict(num_devices=8))
   with pytest.raises(ValueError, match="micro-batch of 4 .*8 devices"):
-    validate.check_devices(config)
-  config.train.accumulation_steps = 2
-  validate.check_devices(config)
+    validate.check_devices(settings.parse_train(train), mesh)
+  train["accumulation_steps"] = 2
+  validate.check_devices(settings.parse_train(train), mesh)
 
 
 def test_loop_builds_the_step_probe_and_eval_step_from_the_config(

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mtl_jax.train import validate
+from mtl_jax import settings
 from mtl_jax.train.step import (make_encode_decode, make_eval_step, make_forward,
                                 make_train_step)
 from tests.train import helpers as h
@@ -149,6 +149,6 @@ def test_bad_compute_dtype_names_the_key_and_the_valid_values():
     make_forward(p.graphdef, h.TASKS, compute_dtype=jnp.int8)
   config = ml_collections.ConfigDict(dict(num_steps=1, batch_size=8, compute_dtype="half"))
   with pytest.raises(ValueError, match=message + ", got 'half'"):
-    validate.check_train(config)
+    settings.parse_train(config)
   config.compute_dtype = "bfloat16"
-  validate.check_train(config)
+  settings.parse_train(config)

@@ -39,9 +39,9 @@ def test_gradient_engines_match_weighted_sum(engine):
                                  batch_norm=True)
   step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))
   new_state, metrics = step(state, h.batch(0))
-  reference = engines.weighted(
-      make_forward(p.graphdef, h.TASKS), state.params, state.rest, h.batch(0),
-      engines.resolve(h.EQUAL, None, "weighted", has_representation=True), (), (),
+  reference = engines.get("weighted")(
+      engines.ModelFns(forward=make_forward(p.graphdef, h.TASKS)), state, h.batch(0),
+      engines.resolve(h.EQUAL, None, "weighted", has_representation=True),
       dict(step=0, key=jax.random.PRNGKey(0))).grads
   lr = 1e-2
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -103,6 +103,28 @@ def test_engine_errors_are_clear():
     engines.resolve(h.EQUAL, None, "jacobean", has_representation=True)
 
 
+
+def test_a_new_engine_is_one_function_and_one_registry_line(monkeypatch):
+  """An engine declared with ``@requires`` and named in the registry (a user's
+  with ``REGISTRY.register``): resolve reads its requirements, the step calls
+  it like the others."""
+  @engines.requires(task_gradients=False)
+  def halved(fns, state, batch, method, extras):
+    out = engines.get("weighted")(fns, state, batch, method, extras)
+    return out._replace(grads=jax.tree.map(lambda g: 0.5 * g, out.grads))
+  monkeypatch.setattr(engines.REGISTRY, "registered", {})
+  engines.REGISTRY.register("halved", halved)
+  with pytest.raises(ValueError, match="'halved' computes no per-task gradients"):
+    engines.resolve(h.EQUAL, h.MEAN, "halved", has_representation=True)
+  norms = {}
+  for engine in ("weighted", "halved"):
+    p, _, tx, state = h.setup()
+    method = engines.resolve(h.EQUAL, None, engine, has_representation=True)
+    _, metrics = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx))(
+        state, h.batch(0))
+    norms[engine] = metrics["grad_norm"]
+  np.testing.assert_allclose(norms["halved"], 0.5 * norms["weighted"], rtol=1e-6)
+
 def test_periodic_engine_reuses_the_last_solve():
   """every=2: steps 0, 2 solve; steps 1, 3 reuse the weights of the solve before."""
   step_weights = h.from_weights(
@@ -157,7 +179,8 @@ class _NormHead(nnx.Module):
 def test_representation_engine_keeps_the_heads_batch_statistics(accumulation_steps):
   """Batch statistics updated inside ``decode`` reach the new state, as with
   the full-forward engines (they were dropped: the state kept the trunk's)."""
-  model = HardSharing(h.TASKS, (8, 8, 1), h.model_config(), rngs=nnx.Rngs(0))
+  model = HardSharing(h.TASKS, (8, 8, 1), trunk=h.model_config().trunk,
+                      head=h.model_config().head, rngs=nnx.Rngs(0))
   model.tasks = nnx.Dict({t.name: _NormHead(model.shared.out_features, t.out_features,
                                             rngs=nnx.Rngs(1)) for t in h.TASKS})
   p = models.partition(model)
@@ -166,7 +189,7 @@ def test_representation_engine_keeps_the_heads_batch_statistics(accumulation_ste
     method = engines.resolve(h.EQUAL, None if engine == "weighted" else h.MEAN, engine,
                              has_representation=True)
     tx = optax.sgd(1e-2)
-    state = state_lib.create(models.params_of(p), p.rest, tx, method, len(h.TASKS), 0)
+    state = state_lib.init_state(p, tx, method, seed=0)
     step = jax.jit(make_train_step(p.graphdef, h.TASKS, method, tx,
                                    accumulation_steps=accumulation_steps))
     rests[engine] = step(state, h.batch(0))[0].rest
