@@ -24,8 +24,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmarks.many_seeds import ManySeeds
 from benchmarks.mmoe_synthetic import report, stats
-from mtl_jax import models, settings
+from mtl_jax import data, models, settings
+from mtl_jax.data import base, mmoe_synthetic
+from mtl_jax.train import loop
 
 ROOT = report.ROOT
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "mmoe_synthetic"
@@ -177,7 +180,6 @@ def _finish(env: dict) -> dict:
 def _through_loop(config, eval_splits: tuple, read_workdir=None):
   """``(result, seconds, read_workdir(workdir))`` of one run of the loop in a
   temporary directory."""
-  from mtl_jax.train import loop
   workdir = tempfile.mkdtemp(prefix="mmoe_synthetic_")
   try:
     t0 = time.perf_counter()
@@ -224,15 +226,12 @@ def run_paper_one(config, curve_every: int) -> dict:
 def data_options(config) -> dict:
   """The dataset options of a run's config (for ``mmoe_synthetic.generate``):
   the builder's, as the data pipeline resolves them."""
-  from mtl_jax import data
-  from mtl_jax.data import base
   return base.resolve_options(data.get_spec(config.data.name), config.data)
 
 
 def _seed_data(config, seeds: list, ps: list) -> dict:
   """``{split: [per seed: [per p: arrays]]}``: each seed's data drawn once for
   all p (the inputs, noise and ``u1, u2`` a run of that seed reads at any p)."""
-  from mtl_jax.data import mmoe_synthetic
   options = data_options(config)
   return {split: [mmoe_synthetic.generate_correlations(dict(options, seed=seed), split,
                                                        ps) for seed in seeds]
@@ -327,7 +326,6 @@ def _paper_runs_at_once(module, models_, ps, seeds, args) -> list:
   """The runs ``args.at_once`` seeds at a time, vmapped (benchmarks/many_seeds.py)."""
   if not len(seeds):  # only merging earlier reports
     return []
-  from benchmarks.many_seeds import ManySeeds
   configs = {arch: make_config(module, arch, ps[0], seeds[0], args) for arch in models_}
   trainers = {arch: ManySeeds(c) for arch, c in configs.items()}
   runs, seeds = [], list(seeds)

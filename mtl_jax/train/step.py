@@ -35,6 +35,7 @@ from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.losses.losses import effective_mask
 from mtl_jax.tasks import Task
 from mtl_jax.train import accumulation, engines, precision
+from mtl_jax.train.engines import weighted
 from mtl_jax.train.engines import jacobian as jacobian_engine
 from mtl_jax.train.state import TrainState
 
@@ -178,7 +179,7 @@ def make_train_step(
     solve = lambda _: engine(fns, state, batch, method, extras)
     if not method.periodic:
       return solve(None)
-    reuse = lambda _: engines.reuse(fns, state, batch, method, extras)
+    reuse = lambda _: weighted.reuse(fns, state, batch, method, extras)
     return jax.lax.cond(state.step % method.every == 0, solve, reuse, None)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:

@@ -58,12 +58,6 @@ def get(name: str) -> Engine:
   return REGISTRY.lookup(name)
 
 
-def reuse(fns: ModelFns, state, batch, method: Method, extras) -> EngineOut:
-  """The step between two solves of a periodic method (see :mod:`.weighted`)."""
-  from mtl_jax.train.engines import weighted  # pylint: disable=import-outside-toplevel
-  return weighted.reuse(fns, state, batch, method, extras)
-
-
 class Method(NamedTuple):
   """The static description of how a step weights and aggregates.
 
@@ -140,4 +134,4 @@ def resolve(weighting: Weighting, aggregator: Optional[Aggregator], engine: str,
 
 __all__ = ["DEFAULT", "ENGINES", "Engine", "EngineOut", "HEAD_GROUPS", "Method",
            "ModelFns", "REGISTRY", "Requirements", "get", "requirements_of",
-           "requires", "resolve", "reuse"]
+           "requires", "resolve"]
