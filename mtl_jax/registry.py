@@ -67,8 +67,6 @@ class Registry:
     module, attr = self._builtin[name].split(":")
     return getattr(importlib.import_module(f"{self._package}.{module}"), attr)
 
-  factory = lookup  # The entries of a method registry are factories.
-
   def get(self, name: str, **hparams: Any) -> Any:
     """Builds method ``name`` with keyword hyperparameters."""
     return self.lookup(name)(**hparams)

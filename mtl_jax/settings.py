@@ -234,9 +234,12 @@ def _section(config, key: str) -> dict:
     raise ConfigError(str(e)) from None
 
 
-def _known(section: dict, cls, key: str, extra: tuple[str, ...] = ()) -> None:
-  """Refuses keys of ``section`` that ``cls`` does not have, with a hint."""
-  fields = [f.name for f in dataclasses.fields(cls)] + list(extra)
+def _fields(cls, *, exclude: Sequence[str] = ()) -> list[str]:
+  return [f.name for f in dataclasses.fields(cls) if f.name not in exclude]
+
+
+def _known(section: Mapping[str, Any], fields: Sequence[str], key: str) -> None:
+  """Refuses keys of ``section`` that are not ``fields``, with a hint."""
   for name in section:
     if name not in fields:
       close = difflib.get_close_matches(name, fields, n=1)
@@ -257,7 +260,7 @@ def _checked(fn, *args, prefix: str = "", **kwargs):
 def parse_train(section: Mapping[str, Any]) -> TrainSettings:
   """``config.train`` -> :class:`TrainSettings` (raises :class:`ConfigError`)."""
   section = dict(section)
-  _known(section, TrainSettings, "train")
+  _known(section, _fields(TrainSettings), "train")
   for key in ("num_steps", "batch_size"):
     _checked(validators.integer, section.get(key), f"train.{key}", 1)
   values = {k: v for k, v in section.items() if v is not None}
@@ -280,7 +283,7 @@ def parse_method(section: Mapping[str, Any], *, task_names: Sequence[str], arch:
   """``config.method`` -> :class:`MethodSettings`, the methods built once to
   check their names, hyperparameters and engine (raises :class:`ConfigError`)."""
   section = dict(section)
-  _known(section, MethodSettings, "method")
+  _known(section, _fields(MethodSettings), "method")
   aggregation = section.get("aggregation", None)
   if isinstance(aggregation, str) and aggregation.lower() == "none":
     raise ConfigError(
@@ -293,7 +296,7 @@ def parse_method(section: Mapping[str, Any], *, task_names: Sequence[str], arch:
       aggregation_kwargs=dict(section.get("aggregation_kwargs") or {}),
       engine=section.get("engine") or "auto",
       every=section.get("every", 1))
-  has_representation = hasattr(_checked(models.REGISTRY.factory, arch), "encode")
+  has_representation = hasattr(_checked(models.REGISTRY.lookup, arch), "encode")
   built = _checked(method.build, has_representation=has_representation)
   try:
     jax.eval_shape(lambda: built.weighting.init(len(task_names)))
@@ -309,7 +312,7 @@ def parse_model(section: Mapping[str, Any]) -> ModelSettings:
   options = dict(section)
   arch = options.pop("arch", None) or "hard_sharing"
   penalty_config = options.pop("penalties", None)
-  _checked(models.REGISTRY.factory, arch)
+  _checked(models.REGISTRY.lookup, arch)
   _checked(models.check_options, arch, options, prefix="model: ")
   _checked(penalties.build, penalty_config, options)
   return ModelSettings(arch=arch, options=options, penalties=penalty_config)
@@ -318,7 +321,7 @@ def parse_model(section: Mapping[str, Any]) -> ModelSettings:
 def parse_optimizer(section: Mapping[str, Any], num_steps: int) -> OptimizerSettings:
   """``config.optimizer`` -> :class:`OptimizerSettings`."""
   section = dict(section)
-  _known(section, OptimizerSettings, "optimizer")
+  _known(section, _fields(OptimizerSettings), "optimizer")
   values = {k: v for k, v in section.items() if v is not None}
   settings = OptimizerSettings(**values)
   _checked(optimizer.build, dataclasses.asdict(settings), num_steps)
@@ -327,7 +330,7 @@ def parse_optimizer(section: Mapping[str, Any], num_steps: int) -> OptimizerSett
 
 def parse_mesh(section: Mapping[str, Any]) -> MeshSettings:
   section = dict(section)
-  _known(section, MeshSettings, "mesh")
+  _known(section, _fields(MeshSettings), "mesh")
   values = {k: v for k, v in section.items() if v is not None}
   if "num_devices" in values:
     _checked(validators.integer, values["num_devices"], "mesh.num_devices", 0)
@@ -342,6 +345,7 @@ def parse(config) -> Settings:
   """
   if isinstance(config, Settings):
     return config
+  _known(config, _fields(Settings, exclude=("input_shape", "config")), "config")
   train = parse_train(_section(config, "train"))
   seed = _checked(validators.integer, config.get("seed", 0), "seed", 0)
   data_section = _section(config, "data")

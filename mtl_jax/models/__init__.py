@@ -2,7 +2,7 @@
 
 ``build(tasks, input_shape, seed=..., arch=..., **options)`` creates a model
 (the options are the keyword arguments of the architecture's class: see its
-docstring, or ``inspect.signature(REGISTRY.factory(arch))``);
+docstring, or ``arch_options(arch)``);
 ``partition`` splits it into graph definition, shared, per-task, cross-task
 and non-parameter state. Every model maps inputs to ``{task: output}`` and
 declares its parameters under ``shared``, ``tasks`` (keyed by task name) and
@@ -47,7 +47,7 @@ def arch_options(arch: str) -> dict[str, Any]:
   (``inspect.signature`` of an NNX module class shows only ``*args,
   **kwargs``; this reads its ``__init__``.)
   """
-  return keyword_defaults(REGISTRY.factory(arch))
+  return keyword_defaults(REGISTRY.lookup(arch))
 
 
 def build(tasks: Sequence[Task], input_shape: Sequence[int], *, seed: int = 0,
@@ -63,7 +63,7 @@ def build(tasks: Sequence[Task], input_shape: Sequence[int], *, seed: int = 0,
       (one line naming the architecture, the options and the valid ones), or
       an invalid option value.
   """
-  cls = REGISTRY.factory(arch)
+  cls = REGISTRY.lookup(arch)
   check_options(arch, options)
   return cls(tuple(tasks), tuple(input_shape), rngs=nnx.Rngs(seed),
              **{k: plain(v) for k, v in options.items()})
@@ -73,7 +73,7 @@ def check_options(arch: str, options: Mapping[str, Any]) -> None:
   """Raises unless ``options`` are keyword options of architecture ``arch``
   and none that it needs is missing (option values are checked when it is
   built)."""
-  cls = REGISTRY.factory(arch)
+  cls = REGISTRY.lookup(arch)
   valid = arch_options(arch)
   unknown = sorted(set(options) - set(valid))
   if unknown:

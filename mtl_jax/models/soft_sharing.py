@@ -71,17 +71,16 @@ class SoftSharing(nnx.Module):
     tasks: the tasks, one tower and head each.
     input_shape: shape of one example.
     rngs: initialisation keys.
-    trunk: each tower: keyword options of
-      :func:`~mtl_jax.models.trunks.build_trunk`.
-    head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
-      ``'relu'``).
+    trunk: the options of every tower (each is one
+      :func:`~mtl_jax.models.trunks.build_trunk` trunk).
+    head: the options of the heads, as for hard sharing.
   """
 
   def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
                rngs: nnx.Rngs, trunk: Mapping[str, Any],
                head: Mapping[str, Any] = HEAD):
-    owner = type(self).__name__
-    trunk, head = trunk_options(trunk, owner), head_options(head, owner)
+    trunk = trunk_options(trunk, "SoftSharing")
+    head = head_options(head, "SoftSharing")
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
     towers = _stacked_towers(trunk, input_shape, len(tasks), rngs)

@@ -16,7 +16,7 @@ from flax import nnx
 
 from mtl_jax.models.options import frozen, group, keyword_defaults
 from mtl_jax.models.resnet import ResNet
-from mtl_jax.validators import choice
+from mtl_jax.validators import boolean, choice, positive_int, widths
 
 TRUNK_KINDS = ("cnn", "mlp", "resnet")
 ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh,
@@ -197,5 +197,14 @@ def trunk_options(trunk: Optional[Mapping[str, Any]], owner: str) -> dict[str, A
   """``trunk`` (an architecture's option) checked and completed with defaults:
   keyword arguments for :func:`build_trunk`. ``owner`` leads the messages."""
   trunk = group(trunk, f"{owner}: trunk", TRUNK)
-  choice(trunk["kind"], f"{owner}: trunk.kind", TRUNK_KINDS)
+  name = f"{owner}: trunk"
+  choice(trunk["kind"], f"{name}.kind", TRUNK_KINDS)
+  for key in ("hidden", "blocks"):
+    trunk[key] = widths(trunk[key], f"{name}.{key}")
+  # A CNN may have no conv block (a dense layer on the flattened input).
+  if trunk["channels"] not in ((), []):
+    trunk["channels"] = widths(trunk["channels"], f"{name}.channels")
+  for key in ("features", "kernel_size", "width"):
+    trunk[key] = positive_int(trunk[key], f"{name}.{key}")
+  trunk["batch_norm"] = boolean(trunk["batch_norm"], f"{name}.batch_norm")
   return trunk
