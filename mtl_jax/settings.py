@@ -261,15 +261,18 @@ def parse_train(section: Mapping[str, Any]) -> TrainSettings:
   """``config.train`` -> :class:`TrainSettings` (raises :class:`ConfigError`)."""
   section = dict(section)
   _known(section, _fields(TrainSettings), "train")
-  for key in ("num_steps", "batch_size"):
-    _checked(validators.integer, section.get(key), f"train.{key}", 1)
   values = {k: v for k, v in section.items() if v is not None}
+  values.setdefault("num_steps", None)  # required: "got None" if missing
+  values.setdefault("batch_size", None)
   for key in _POSITIVE:
     if key in values:
       _checked(validators.integer, values[key], f"train.{key}", 1)
   for key in _NON_NEGATIVE:
     if key in values:
       _checked(validators.integer, values[key], f"train.{key}", 0)
+  for key in ("log_cosine", "tensorboard"):
+    if key in values:
+      _checked(validators.boolean, values[key], f"train.{key}")
   _checked(validators.choice, values.get("nonfinite", "skip"), "train.nonfinite",
            NONFINITE_POLICIES)
   _checked(precision.compute_dtype, values.get("compute_dtype", "float32"))
