@@ -50,7 +50,7 @@ from mtl_jax.train.step import make_train_step
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 LOSS_LEVEL = ("equal", "uncertainty", "dwa", "rlw", "famo", "gls")
-GRAMIAN_WEIGHTINGS = ("gradnorm", "db_mtl", "excess_mtl")
+GRAMIAN_WEIGHTINGS = ("gradnorm", "db_mtl_norms", "excess_mtl_norms")
 GRADIENT_ENGINES = ("jacobian", "gramian", "representation")
 
 

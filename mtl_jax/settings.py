@@ -172,6 +172,8 @@ class OptimizerSettings:
   task_learning_rate: Optional[float] = None
   schedule: str = "constant"
   warmup_steps: int = 0
+  decay_every: int = 0
+  decay_factor: float = 0.5
   weight_decay: float = 1e-4
   momentum: float = 0.9
   clip_norm: float = 0.0
@@ -183,6 +185,15 @@ class MeshSettings:
 
   num_devices: int = 0
   fsdp: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSettings:
+  """``config.benchmark``: the published benchmark and protocol a run follows
+  (:mod:`mtl_jax.report.published`), shown beside its results in reports."""
+
+  name: str
+  protocol: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +211,7 @@ class Settings:
     model, method, optimizer, train, mesh: the typed sections.
     compare_methods: methods ``mtl-jax compare`` runs by default.
     distributed: ``config.distributed`` (multi-host initialisation).
+    benchmark: the published benchmark and protocol the run follows, or None.
     config: the ConfigDict parsed, kept to record it with the run
       (``config.json``, checkpoint metadata).
   """
@@ -217,6 +229,7 @@ class Settings:
   mesh: MeshSettings
   compare_methods: tuple[str, ...]
   distributed: Mapping[str, Any]
+  benchmark: Optional[BenchmarkSettings] = None
   config: Any = dataclasses.field(repr=False, compare=False, default=None)
 
   @property
@@ -340,6 +353,21 @@ def parse_mesh(section: Mapping[str, Any]) -> MeshSettings:
   return MeshSettings(**values)
 
 
+def parse_benchmark(section: Optional[Mapping[str, Any]]) -> Optional[BenchmarkSettings]:
+  """``config.benchmark`` (None, or ``dict(name=..., protocol=...)``)."""
+  if section is None:
+    return None
+  section = _section({"benchmark": section}, "benchmark")
+  _known(section, _fields(BenchmarkSettings), "benchmark")
+  for key in ("name", "protocol"):
+    if not isinstance(section.get(key), str):
+      raise ConfigError(f"config.benchmark.{key} must be a string, got "
+                        f"{section.get(key)!r}.")
+  from mtl_jax.report import published  # Here: the report package loads matplotlib.
+  _checked(published.check, section["name"], section["protocol"])
+  return BenchmarkSettings(name=section["name"], protocol=section["protocol"])
+
+
 def parse(config) -> Settings:
   """Reads and checks ``config`` (a ConfigDict or mapping) into :class:`Settings`.
 
@@ -372,5 +400,6 @@ def parse(config) -> Settings:
       mesh=parse_mesh(_section(config, "mesh")),
       compare_methods=tuple(config.get("compare_methods", None) or ()),
       distributed=_section(config, "distributed"),
+      benchmark=parse_benchmark(config.get("benchmark", None)),
       config=config if isinstance(config, ml_collections.ConfigDict)
       else ml_collections.ConfigDict(config))

@@ -85,3 +85,15 @@ def test_no_command_prints_the_usage(capsys):
   assert "commands:" in capsys.readouterr().out
   assert cli.main(["mtl-jax"]) == 2
   assert "commands:" in capsys.readouterr().err
+
+
+def test_benchmark_names_a_published_protocol(config):
+  assert settings.parse(config).benchmark is None
+  config.benchmark = dict(name="nyuv2", protocol="A")
+  assert settings.parse(config).benchmark == settings.BenchmarkSettings("nyuv2", "A")
+  config.benchmark = dict(name="nyuv2", protocol="Z")
+  with pytest.raises(settings.ConfigError, match="protocol 'Z'"):
+    settings.parse(config)
+  config.benchmark = dict(name="nyuv2", protocl="A")
+  with pytest.raises(settings.ConfigError, match=r"benchmark\.protocl is not a setting"):
+    settings.parse(config)

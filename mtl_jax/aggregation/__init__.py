@@ -15,7 +15,8 @@ REGISTRY = Registry("aggregation method", __name__, {
     "mean": "mean:mean", "sum": "mean:sum_", "config": "config_method:config_method",
     **{name: f"{name}:{name}" for name in (
         "mgda", "pcgrad", "gradvac", "graddrop", "imtl_g", "cagrad", "nash_mtl",
-        "aligned_mtl", "upgrad", "dualproj", "moco", "fairgrad")}})
+        "aligned_mtl", "upgrad", "dualproj", "moco", "fairgrad", "db_mtl",
+        "excess_mtl")}})
 
 
 def get(name: str, **hparams) -> Aggregator:

@@ -138,7 +138,8 @@ def nonnegative_qp(
                        + jnp.abs(c))
     candidates = ~free & ~blocked & (dual > threshold)
     more = jnp.any(candidates)
-    j = jnp.argmax(jnp.where(candidates, dual, -jnp.inf))
+    # int32 like the carry, also under jax_enable_x64 (argmax gives int64).
+    j = jnp.argmax(jnp.where(candidates, dual, -jnp.inf)).astype(jnp.int32)
     free_in = free | (more & (index == j))
     added_in = jnp.where(more, j, -1)
 
@@ -223,23 +224,31 @@ DUAL_CONE_REDUCTIONS = ("mean", "sum")
 
 
 def check_dual_cone_options(reg_eps: float, norm_eps: float, reduction: str,
-                            iterations: Optional[int]) -> None:
+                            iterations: Optional[int],
+                            trace_threshold: float = 0.0) -> None:
   """Checks the hyperparameters that UPGrad and DualProj share."""
   at_least(reg_eps, hyperparameter("reg_eps"), 0)
+  at_least(trace_threshold, hyperparameter("trace_threshold"), 0)
   above(norm_eps, hyperparameter("norm_eps"), 0)
   choice(reduction, hyperparameter("reduction"), DUAL_CONE_REDUCTIONS)
   if iterations is not None:
     positive_int(iterations, hyperparameter("iterations"))
 
 
-def dual_cone_matrix(gramian: jax.Array, reg_eps: float, norm_eps: float) -> jax.Array:
+def dual_cone_matrix(gramian: jax.Array, reg_eps: float, norm_eps: float,
+                     trace_threshold: float = 0.0) -> jax.Array:
   """``G / tr(G) + reg_eps I``: the problem matrix of the dual-cone projections.
 
   Shared by UPGrad and DualProj (Quinton & Rey, 2024), which project onto the
-  dual cone of the task gradients by solving ``min_{w >= u} w^T M w``.
+  dual cone of the task gradients by solving ``min_{w >= u} w^T M w``. A
+  Gramian whose trace is below ``trace_threshold`` is replaced by zero (as
+  TorchJD's normalisation does with its ``norm_eps``), so ``M = reg_eps I``
+  and the weights are the preference vector.
   """
   t = gramian.shape[0]
   g, _ = normalize_gramian(gramian, norm_eps)
+  if trace_threshold > 0:
+    g = jnp.where(jnp.trace(gramian) < trace_threshold, 0.0, g)
   return g / t + reg_eps * jnp.eye(t, dtype=g.dtype)
 
 

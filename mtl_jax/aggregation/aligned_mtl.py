@@ -53,7 +53,8 @@ def alignment_matrix(gramian: jax.Array, scale_mode: str = "min",
   return jnp.sqrt(lam_s) * (vec * inv_sqrt[None, :]) @ vec.T
 
 
-def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
+def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6,
+                reduction: str = "sum") -> Aggregator:
   """Aligned-MTL: stable gradients through condition-number alignment.
 
   The gradient system ``J`` (rows ``g_t``) is replaced by the closest matrix
@@ -67,7 +68,13 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
   scaled by the smallest singular value (``"min"``, the paper) so the step
   is never larger than the weakest direction. Directions of ``G`` with
   eigenvalues below ``rcond * lambda_max`` (duplicated or zero gradients)
-  are dropped, so rank-deficient Gramians stay finite. **Aligned-MTL-UB** is
+  are dropped, so rank-deficient Gramians stay finite.
+
+  The sum ``w = B 1`` is the paper's (unit preference vector), as in the
+  authors' code (SamsungLabs/MTL) and LibMTL (``alpha = B.sum(0)``);
+  TorchJD's ``AlignedMTL`` applies ``B`` to its default mean preference
+  vector ``1 / T``, a ``T`` times smaller update: ``reduction="mean"``.
+  **Aligned-MTL-UB** is
   this same function applied by the trainer to the Gramian of the gradients
   w.r.t. the shared representation (representation engine).
 
@@ -85,6 +92,8 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
       (on the 2-task toy problem: 0.16 with ``1e-5``, 0.050 with ``1e-6``,
       0.034 with ``5e-7``). The default ``1e-6`` (~8 eps) keeps a factor 2
       over the rounding noise.
+    reduction: ``"sum"`` (the paper and authors' code) or ``"mean"``
+      (TorchJD's default preference vector).
 
   Returns:
     A stateless :class:`~mtl_jax.aggregation.base.Aggregator` with
@@ -105,10 +114,14 @@ def aligned_mtl(scale_mode: str = "min", rcond: float = 1e-6) -> Aggregator:
   """
   choice(scale_mode, hyperparameter("scale_mode"), SCALE_MODES)
   in_range(rcond, hyperparameter("rcond"), 0.0, 1.0, closed="neither")
+  choice(reduction, hyperparameter("reduction"), ("sum", "mean"))
 
   def weights(gramian: jax.Array, state: EmptyState, **extras):
     del extras
     b = alignment_matrix(gramian, scale_mode, rcond)
-    return jnp.sum(b, axis=1), state
+    w = jnp.sum(b, axis=1)
+    if reduction == "mean":
+      w = w / gramian.shape[0]
+    return w, state
 
   return from_weights(stateless_init, weights)

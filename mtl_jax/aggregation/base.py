@@ -158,6 +158,26 @@ def flatten(grads: PyTree) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
   return matrix, unflatten
 
 
+def all_finite(*trees: Any) -> jax.Array:
+  """Scalar bool: every element of every leaf of ``trees`` is finite."""
+  leaves = [leaf for tree in trees for leaf in jax.tree.leaves(tree)
+            if leaf is not None]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+                 ) if leaves else jnp.array(True)
+
+
+def keep_if(ok: jax.Array, new_state: State, old_state: State) -> State:
+  """``new_state`` where ``ok`` else ``old_state``, leaf by leaf.
+
+  The non-finite policy of the stateful aggregators: a step whose inputs
+  (gradients, and ``losses`` where used) are not all finite returns a
+  non-finite direction (so ``optax.apply_if_finite`` and the trainer skip
+  it) and leaves the state, step count included, unchanged, so one bad step
+  never poisons the later ones.
+  """
+  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, old_state)
+
+
 def from_weights(init: AggregatorInit, weights: AggregatorWeights) -> Aggregator:
   """Builds an aggregator whose direction is ``sum_t w_t g_t``.
 

@@ -89,8 +89,9 @@ def cagrad(c: float = 0.5, rescale: str = "quadratic",
 
   i.e. ``d = sum_t (1/T + lambda w_t) g_t`` with ``lambda = sqrt(phi) /
   ||g_w||``. As in the official implementation (``rescale=1``) the direction
-  is divided by ``1 + c^2``. ``c = 0`` gives the mean gradient; as ``c``
-  grows it approaches MGDA-like behaviour. (``||g_w||`` is floored at 1e-4
+  is divided by ``1 + c^2``; the paper's update (its Algorithm 1) and some
+  re-implementations do not rescale: ``rescale="none"``. ``c = 0`` gives
+  the mean gradient; as ``c`` grows it approaches MGDA-like behaviour. (``||g_w||`` is floored at 1e-4
   of the gradients' RMS norm in ``lambda``, which only shortens the
   correction near Pareto-stationary points and keeps the weights bounded.)
 

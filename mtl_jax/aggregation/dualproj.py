@@ -15,6 +15,7 @@ def dualproj(
     norm_eps: float = 1e-30,
     reduction: str = "mean",
     iterations: Optional[int] = None,
+    trace_threshold: float = 0.0,
 ) -> Aggregator:
   r"""DualProj: projection of the averaged gradient onto the dual cone.
 
@@ -40,6 +41,11 @@ def dualproj(
     reduction: project the ``"mean"`` (``u = 1/T``, the paper's default) or
       the ``"sum"`` (``u = 1``) of the gradients.
     iterations: active-set steps; ``None`` gives ``2 T + 8``.
+    trace_threshold: a Gramian with ``tr(G)`` below it is treated as zero,
+      so the weights are the preference vector (the mean): TorchJD's
+      behaviour with its ``norm_eps = 1e-4``. The default ``0`` keeps
+      projecting at every scale (the problem is scale-free, so 1e-6
+      gradients are handled like unit ones).
 
   Returns:
     An :class:`~mtl_jax.aggregation.base.Aggregator` with ``weights``.
@@ -55,12 +61,13 @@ def dualproj(
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",
     arXiv:2406.16232, 2024 (reference implementation: TorchJD).
   """
-  _qp.check_dual_cone_options(reg_eps, norm_eps, reduction, iterations)
+  _qp.check_dual_cone_options(reg_eps, norm_eps, reduction, iterations,
+                              trace_threshold)
 
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
-    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps)
+    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps, trace_threshold)
     lower = jnp.full((t,), 1.0 / t if reduction == "mean" else 1.0, g.dtype)
     return _qp.lower_bounded_qp(g, lower, iterations=iterations), state
 

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation.base import Aggregator, from_weights, stateless_init
 from mtl_jax.aggregation.gramians import normalize_gramian
-from mtl_jax.validators import above, at_least, hyperparameter, positive_int
+from mtl_jax.validators import (above, at_least, boolean, hyperparameter,
+                                 positive_int)
 
 
 def fairgrad(
@@ -16,6 +17,7 @@ def fairgrad(
     reg_eps: float = 1e-8,
     norm_eps: float = 1e-20,
     iterations: int = 25,
+    scale_by_num_tasks: bool = False,
 ) -> Aggregator:
   r"""FairGrad: fair resource allocation in multi-task learning.
 
@@ -50,13 +52,16 @@ def fairgrad(
   ``max_norm > 0`` rescales the weights so that ``||J^T w|| <= max_norm``,
   like the reference's ``clip_grad_norm_`` on the shared parameters. (The
   reference also multiplies the update by ``T`` before clipping, "to match
-  the sum loss"; that factor is not applied here, so the weights solve the
-  equations above.)
+  the sum loss"; that factor is not applied by default, so the weights
+  solve the equations above; ``scale_by_num_tasks=True`` applies it before
+  the clip, as the reference does.)
 
   Args:
     alpha: fairness exponent, ``> 0``.
     max_norm: clip the update norm to this value, ``>= 0``; ``0`` disables
       clipping. The reference default is ``1.0``.
+    scale_by_num_tasks: multiply the weights by ``T`` before the clip (the
+      reference code); default ``False``.
     reg_eps: ridge added to the normalised Gramian, ``> 0``; values below
       float32 resolution (``1.2e-7`` times its largest eigenvalue) are
       raised to it. It only matters for tasks whose gradient is ~1e-4 times
@@ -82,6 +87,7 @@ def fairgrad(
   above(reg_eps, hyperparameter("reg_eps"), 0)
   above(norm_eps, hyperparameter("norm_eps"), 0)
   positive_int(iterations, hyperparameter("iterations"))
+  boolean(scale_by_num_tasks, hyperparameter("scale_by_num_tasks"))
   alpha = float(alpha)
 
   def weights(gramian, state, **extras):
@@ -90,6 +96,8 @@ def fairgrad(
     g, scale = normalize_gramian(gramian, norm_eps)
     w = _qp.power_allocation(g, alpha, ridge=reg_eps, iterations=iterations)
     w = w * scale ** (-alpha / (1.0 + alpha))
+    if scale_by_num_tasks:
+      w = w * gramian.shape[0]
     if max_norm > 0:
       w = _qp.clip_weights(w, gramian, max_norm)
     return w, state

@@ -104,7 +104,8 @@ def gradvac(beta: float = 0.01, reduction: str = "sum") -> Aggregator:
   per block by calling it on sub-trees).
 
   Args:
-    beta: EMA rate of the targets in ``[0, 1]`` (the paper: 1e-2). ``0``
+    beta: EMA rate of the targets in ``[0, 1]`` (the paper: 1e-2; LibMTL's
+      default ``--GradVac_beta`` is 0.5, pass ``beta=0.5`` for it). ``0``
       keeps the initial targets (zero) for ever.
     reduction: ``"sum"`` (the paper) or ``"mean"``.
 

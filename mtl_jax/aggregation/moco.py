@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation._solvers import project_simplex
-from mtl_jax.aggregation.base import Aggregator, num_tasks_of
+from mtl_jax.aggregation.base import Aggregator, all_finite, keep_if, num_tasks_of
 from mtl_jax.aggregation.gramians import gramian
-from mtl_jax.validators import above, at_least, hyperparameter, in_range
+from mtl_jax.validators import above, at_least, choice, hyperparameter, in_range
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -29,6 +29,7 @@ def moco(
     gamma_sigma: float = 0.5,
     rho: float = 0.0,
     normalize_by_loss: bool = False,
+    lambda_update: str = "project",
 ) -> Aggregator:
   r"""MoCo: stochastic multi-objective gradient correction.
 
@@ -53,6 +54,19 @@ def moco(
   Jacobian engine, and ``init`` needs ``params`` (a pytree shaped like one
   task's gradient) to allocate the ``[T, *p]`` trackers.
 
+  The projection ``Pi_Delta`` is the paper's update (Fernando et al., 2023,
+  Algorithm 1 and the analysis, which use the Euclidean projection onto the
+  simplex). LibMTL's ``MoCo`` (and the code derived from it) applies a
+  softmax instead, ``lambda <- softmax(lambda - gamma_k (Y Y^T + rho I)
+  lambda)``, which is not a projection: it never reaches a face of the
+  simplex and, for small steps, pulls ``lambda`` towards uniform.
+  ``lambda_update="softmax"`` gives that variant.
+
+  A step with a non-finite gradient (or loss, with ``normalize_by_loss``)
+  returns a non-finite direction and leaves the state unchanged
+  (:func:`~mtl_jax.aggregation.base.keep_if`): one bad step does not poison
+  the trackers.
+
   ``normalize_by_loss=True`` replaces each ``g_t`` by ``g_t / ||g_t|| *
   loss_t`` before tracking, the gradient normalisation used by LibMTL's
   implementation; it needs the ``losses`` extra.
@@ -64,6 +78,8 @@ def moco(
     gamma_sigma: decay exponent of the weight step, ``>= 0``.
     rho: ridge of the weight subproblem, ``>= 0``.
     normalize_by_loss: rescale gradients to norm ``loss_t`` first.
+    lambda_update: ``"project"`` (the paper: Euclidean projection onto the
+      simplex) or ``"softmax"`` (LibMTL's implementation).
 
   Returns:
     An :class:`~mtl_jax.aggregation.base.Aggregator` with ``weights=None``;
@@ -86,6 +102,9 @@ def moco(
   above(gamma, hyperparameter("gamma"), 0)
   at_least(gamma_sigma, hyperparameter("gamma_sigma"), 0)
   at_least(rho, hyperparameter("rho"), 0)
+  choice(lambda_update, hyperparameter("lambda_update"),
+         ("project", "softmax"))
+  to_simplex = project_simplex if lambda_update == "project" else jax.nn.softmax
 
   def init(num_tasks, params=None):
     if params is None:
@@ -118,12 +137,14 @@ def moco(
     y = jax.tree.map(lambda y, g: y - beta_k * (y - g.astype(y.dtype)),
                      state.y, grads)
     yy = gramian(y) + rho * jnp.eye(t, dtype=jnp.float32)
-    lam = project_simplex(
+    lam = to_simplex(
         state.lam - gamma_k * jnp.dot(yy, state.lam, precision=_HIGHEST))
     direction = jax.tree.map(
         lambda yl, g: jnp.tensordot(lam.astype(yl.dtype), yl, axes=1,
                                     precision=_HIGHEST).astype(g.dtype),
         y, grads)
-    return direction, MoCoState(y=y, lam=lam, count=state.count + 1)
+    ok = all_finite(grads, losses if normalize_by_loss else None)
+    new_state = MoCoState(y=y, lam=lam, count=state.count + 1)
+    return direction, keep_if(ok, new_state, state)
 
   return Aggregator(init=init, update=update, weights=None)

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from mtl_jax.aggregation import _qp
 from mtl_jax.aggregation.base import Aggregator, from_weights
-from mtl_jax.validators import above, at_least, hyperparameter, positive_int
+from mtl_jax.validators import (above, at_least, boolean, hyperparameter,
+                                 positive_int)
 
 
 class NashMTLState(NamedTuple):
@@ -21,7 +22,7 @@ class NashMTLState(NamedTuple):
 def nash_mtl(
     max_norm: float = 1.0,
     update_weights_every: int = 1,
-    normalize: bool = True,
+    homogeneous: bool = False,
     reg_eps: float = 1e-8,
     norm_eps: float = 1e-20,
     iterations: int = 25,
@@ -35,15 +36,21 @@ def nash_mtl(
   .. math::
     G \alpha = 1 / \alpha \quad (\text{element-wise}), \qquad \alpha > 0,
 
-  i.e. every task gets ``g_t^T d = 1 / alpha_t > 0``. As in the reference
-  implementation the equations are solved on the normalised Gramian
-  ``G / s`` with ``s = ||G||_F``, and (``normalize=True``, the reference
-  behaviour) that solution is returned as the weights: it equals
-  ``sqrt(s)`` times the solution for ``G`` itself, which makes the update
-  homogeneous of degree one in the gradients (like a plain gradient) instead
-  of having the constant norm ``sqrt(T)`` of the raw bargaining solution.
-  ``normalize=False`` returns the raw solution ``alpha`` of ``G alpha =
-  1 / alpha``.
+  i.e. every task gets ``g_t^T d = 1 / alpha_t > 0``. As in the authors'
+  code (``methods/weight_methods.py``, ``NashMTL``), the equations are solved
+  on the normalised Gramian ``G / s`` with ``s = ||G||_F`` and the
+  normalisation is scaled back out: their constraint ``alpha_t s (G / s
+  alpha)_t >= 1`` is ``alpha_t (G alpha)_t >= 1``, so the returned weights
+  solve the raw equations ``G alpha = 1 / alpha`` (``alpha = a / sqrt(s)``
+  with ``(G / s) a = 1 / a``). Gradients scaled by ``c`` therefore give
+  weights scaled by ``1 / c`` and an update of constant norm (``||J^T
+  alpha||^2 = alpha^T G alpha = T``) before the ``max_norm`` clip.
+
+  ``homogeneous=True`` returns ``a = sqrt(s) alpha`` instead, the solution
+  of the normalised equations: the update is then homogeneous of degree one
+  in the gradients, like a plain gradient. This was this library's default
+  (``normalize=True``) before issue 16, wrongly described as the reference
+  behaviour; it is not the authors' method.
 
   The paper solves the equations with a sequence of convex programs (cvxpy);
   here they are the stationarity conditions of the strictly convex
@@ -58,10 +65,12 @@ def nash_mtl(
   a Pareto set) give a Gramian that is indefinite by rounding. The solver
   works on its positive semi-definite part with a ridge of at least one
   float32 ulp of its largest eigenvalue (``~1.2e-7`` on the normalised
-  Gramian) and never lets the objective increase, so ``||alpha|| <= sqrt(T /
-  ridge)``; the clip uses a norm estimate that rounding cannot make zero or
-  negative (:func:`mtl_jax.aggregation._qp.clip_weights`), so the update
-  norm stays below ``max_norm``.
+  Gramian) and never lets the objective increase, so ``||a|| <= sqrt(T /
+  ridge)`` on the normalised Gramian (``||alpha|| <= sqrt(T / (ridge s))``
+  for the returned raw solution); the clip uses a norm estimate that
+  rounding cannot make zero or negative
+  (:func:`mtl_jax.aggregation._qp.clip_weights`), so the update norm stays
+  below ``max_norm``.
 
   ``update_weights_every = k`` recomputes the weights every ``k``-th update
   and reuses the stored ones in between (the count lives in the state);
@@ -74,8 +83,9 @@ def nash_mtl(
       clipping. The reference default is ``1.0``.
     update_weights_every: recompute the weights every this many updates,
       integer ``>= 1``.
-    normalize: return the solution on the Frobenius-normalised Gramian (the
-      reference), or the raw bargaining solution when ``False``.
+    homogeneous: ``False`` (the authors' code): the bargaining solution of
+      the raw Gramian; ``True``: ``sqrt(||G||_F)`` times it (the solution on
+      the Frobenius-normalised Gramian).
     reg_eps: ridge added to the normalised Gramian, ``> 0``; values below
       float32 resolution (``1.2e-7`` times its largest eigenvalue) are
       raised to it. It moves the weights by about ``reg_eps / (G_tt / s)``
@@ -89,7 +99,7 @@ def nash_mtl(
     state is a :class:`NashMTLState`.
 
   Examples:
-    >>> method = nash_mtl(max_norm=0.0, normalize=False)
+    >>> method = nash_mtl(max_norm=0.0)
     >>> grads = {"w": jnp.array([[2.0, 0.0], [0.0, 0.5]])}
     >>> _, state = method.update(grads, method.init(2))
     >>> state.alpha  # 1 / ||g_t|| for orthogonal gradients  # doctest: +SKIP
@@ -104,6 +114,7 @@ def nash_mtl(
   above(reg_eps, hyperparameter("reg_eps"), 0)
   above(norm_eps, hyperparameter("norm_eps"), 0)
   positive_int(iterations, hyperparameter("iterations"))
+  boolean(homogeneous, hyperparameter("homogeneous"))
 
   def init(num_tasks, params=None):
     del params
@@ -115,8 +126,8 @@ def nash_mtl(
     scale = jnp.maximum(big * jnp.linalg.norm(gramian / big), norm_eps)
     alpha = _qp.power_allocation(gramian / scale, 1.0, ridge=reg_eps,
                                  iterations=iterations)
-    if not normalize:
-      alpha = alpha / jnp.sqrt(scale)
+    if not homogeneous:
+      alpha = alpha / jnp.sqrt(scale)  # The authors' scaling back.
     return alpha.astype(jnp.float32)
 
   def weights(gramian, state, **extras):

@@ -16,6 +16,7 @@ def upgrad(
     norm_eps: float = 1e-30,
     reduction: str = "mean",
     iterations: Optional[int] = None,
+    trace_threshold: float = 0.0,
 ) -> Aggregator:
   r"""Unconflicting Projection of Gradients (UPGrad).
 
@@ -48,6 +49,11 @@ def upgrad(
     reduction: ``"mean"`` (the paper's default preference vector ``1/T``)
       or ``"sum"`` of the projected gradients.
     iterations: active-set steps per QP; ``None`` gives ``2 T + 8``.
+    trace_threshold: a Gramian with ``tr(G)`` below it is treated as zero,
+      so the weights are the preference vector (the mean): TorchJD's
+      behaviour with its ``norm_eps = 1e-4``. The default ``0`` keeps
+      projecting at every scale (the problem is scale-free, so 1e-6
+      gradients are handled like unit ones).
 
   Returns:
     An :class:`~mtl_jax.aggregation.base.Aggregator` with ``weights``.
@@ -63,12 +69,13 @@ def upgrad(
     Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",
     arXiv:2406.16232, 2024 (reference implementation: TorchJD).
   """
-  _qp.check_dual_cone_options(reg_eps, norm_eps, reduction, iterations)
+  _qp.check_dual_cone_options(reg_eps, norm_eps, reduction, iterations,
+                              trace_threshold)
 
   def weights(gramian, state, **extras):
     del extras
     t = gramian.shape[0]
-    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps)
+    g = _qp.dual_cone_matrix(gramian, reg_eps, norm_eps, trace_threshold)
     eye = jnp.eye(t, dtype=g.dtype)
     per_task = jax.vmap(
         lambda u: _qp.lower_bounded_qp(g, u, iterations=iterations))(eye)

@@ -23,11 +23,19 @@ source lacks masked out on its rows), evaluation reads each source in turn.
 
 Datasets: ``sprites`` (dSprites-style shapes, :mod:`mtl_jax.data.sprites`),
 ``mmoe_synthetic`` (:mod:`mtl_jax.data.mmoe_synthetic`), ``multi_digits``
-(MultiMNIST recipe on scikit-learn's digits, :mod:`mtl_jax.data.multi_digits`).
+(MultiMNIST recipe on scikit-learn's digits, :mod:`mtl_jax.data.multi_digits`),
+``scenes`` (procedural 3D scenes with per-pixel segmentation, depth and
+surface normals, an embedded NYUv2; :mod:`mtl_jax.data.scenes`).
 Catalog datasets read TFDS data prepared under ``data_dir`` (nothing is
 downloaded unless ``download=True``): ``multi_mnist``, ``multi_fashion``
 (:mod:`mtl_jax.data.multi_mnist`), ``celeb_a``, ``dsprites``, ``shapes3d``,
 ``smallnorb`` (:mod:`mtl_jax.data.catalog`).
+Benchmark datasets read files the user prepares (nothing is downloaded; a
+missing file is named with the expected layout, :mod:`mtl_jax.data.files`):
+``nyuv2`` (:mod:`mtl_jax.data.nyuv2`) and ``cityscapes``
+(:mod:`mtl_jax.data.cityscapes`), the preprocessed ``.npy`` releases of the
+MTAN code with dense tasks; ``office_31`` and ``office_home``
+(:mod:`mtl_jax.data.office`), image folders with one task per domain.
 The 2-task toy problem and the Pareto-MTL problem are functions and datasets of
 their two loss surfaces (2-task regression, with ``starts`` / ``front`` splits
 holding the reference points): ``toy`` (:mod:`mtl_jax.data.toy`),
@@ -59,6 +67,7 @@ REGISTRY = Registry("dataset", __name__, {
     "multi_digits": "multi_digits:DATASET",
     "toy": "toy:DATASET",
     "pareto_mtl": "pareto_mtl:DATASET",
+    "scenes": "scenes:DATASET",
     # Catalog datasets: TFDS data prepared under data_dir.
     "multi_mnist": "multi_mnist:MULTI_MNIST",
     "multi_fashion": "multi_mnist:MULTI_FASHION",
@@ -66,6 +75,11 @@ REGISTRY = Registry("dataset", __name__, {
     "dsprites": "catalog:DSPRITES",
     "shapes3d": "catalog:SHAPES3D",
     "smallnorb": "catalog:SMALLNORB",
+    # Dense and domain benchmarks: files the user prepares (no TFDS).
+    "nyuv2": "nyuv2:NYUV2",
+    "cityscapes": "cityscapes:CITYSCAPES",
+    "office_31": "office:OFFICE_31",
+    "office_home": "office:OFFICE_HOME",
 }, unknown="Unknown dataset {name!r}; valid datasets: {listed}.")
 
 

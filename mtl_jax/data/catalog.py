@@ -296,6 +296,26 @@ def regression(dim: int = 1) -> dict:
   return {"kind": "regression", "dim": dim, "metrics": _REGRESSION}
 
 
+def segmentation(num_classes: int, *, shape: tuple[int, int],
+                 ignore_label: int = -1) -> dict:
+  """A segmentation task: int labels ``(H, W) = shape``, ``ignore_label`` unlabelled.
+
+  Metrics: the kind's defaults (mIoU, pixel accuracy; :mod:`mtl_jax.tasks`).
+  """
+  return {"kind": "segmentation", "num_classes": num_classes,
+          "shape": tuple(shape), "ignore_label": ignore_label}
+
+
+def depth(*, shape: tuple[int, int]) -> dict:
+  """A depth task: float depths ``(H, W) = shape``, 0 = missing."""
+  return {"kind": "depth", "shape": tuple(shape)}
+
+
+def normals(*, shape: tuple[int, int]) -> dict:
+  """A surface-normals task: float vectors ``(H, W, 3)``, all-zero = missing."""
+  return {"kind": "normals", "shape": tuple(shape)}
+
+
 def _square_shape(channels: int) -> Callable[[Mapping[str, Any]], tuple]:
   return lambda options: (options["image_size"], options["image_size"], channels)
 

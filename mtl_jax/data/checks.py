@@ -3,6 +3,14 @@
 Every error names what is wrong: a task the dataset lacks (listing both sets),
 a label out of range (the task and the value), a wrong dtype or shape (the
 feature), a non-finite value (the feature).
+
+A dense task's declaration (kinds ``segmentation``, ``depth``, ``normals``)
+carries the spatial shape of its targets, ``shape=(H, W)`` (the catalog
+helpers :func:`mtl_jax.data.catalog.segmentation`, ``depth`` and
+``normals`` write it), so its per-example targets are ``(H, W)`` int labels,
+``(H, W)`` float depths (``(H, W, 1)`` is accepted and reshaped) or
+``(H, W, 3)`` float normals. A segmentation declaration without
+``ignore_label`` has ignore label -1 (as :class:`mtl_jax.tasks.Task`).
 """
 
 from __future__ import annotations
@@ -12,10 +20,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 # numpy dtype kinds accepted for each task kind and for the inputs.
-_DTYPE_KINDS = {"multiclass": "iu", "binary": "biuf", "regression": "iuf"}
+_DTYPE_KINDS = {"multiclass": "iu", "binary": "biuf", "regression": "iuf",
+                "segmentation": "iu", "depth": "iuf", "normals": "f"}
 _INPUT_KINDS = "uf"
 _SIZE_FIELD = {"multiclass": "num_classes", "binary": "num_labels",
-               "regression": "dim"}
+               "regression": "dim", "segmentation": "num_classes"}
+_DENSE = ("segmentation", "depth", "normals")
+_INTEGER_TARGETS = ("multiclass", "segmentation")
 
 
 def _names(names) -> list[str]:
@@ -53,6 +64,26 @@ def _declared(decl: Mapping[str, Any], field: str) -> int:
   return int(decl.get(field, 0 if field == "num_classes" else 1))
 
 
+def ignore_label(decl: Mapping[str, Any]) -> int | None:
+  """The declaration's ignore label (-1 for a segmentation task without one)."""
+  default = -1 if decl["kind"] == "segmentation" else None
+  value = decl.get("ignore_label")
+  return default if value is None else value
+
+
+def spatial_shape(task: str, decl: Mapping[str, Any]) -> tuple[int, int]:
+  """``(H, W)`` of a dense declaration; raises unless it declares one."""
+  shape = decl.get("shape")
+  try:
+    dims = tuple(int(d) for d in shape)
+  except (TypeError, ValueError):
+    dims = ()
+  if len(dims) != 2 or min(dims) < 1:
+    raise ValueError(f"Task {task!r}: a {decl['kind']} declaration needs "
+                     f"shape=(H, W) with two positive integers, got {shape!r}.")
+  return dims
+
+
 def check_declarations(tasks: Sequence[Any], natural: Mapping[str, dict],
                        dataset: str) -> None:
   """Checks :class:`mtl_jax.tasks.Task` objects against the dataset's tasks.
@@ -73,15 +104,25 @@ def check_declarations(tasks: Sequence[Any], natural: Mapping[str, dict],
       raise ValueError(f"Task {task.name!r}: the config declares kind "
                        f"{task.kind!r}; dataset {dataset!r} has kind "
                        f"{decl['kind']!r}.")
-    if decl.get("ignore_label") not in (None, getattr(task, "ignore_label", None)):
+    if ignore_label(decl) not in (None, getattr(task, "ignore_label", None)):
       raise ValueError(f"Task {task.name!r}: the config declares ignore_label="
                        f"{getattr(task, 'ignore_label', None)!r}; dataset "
-                       f"{dataset!r} has ignore_label={decl.get('ignore_label')!r}.")
-    field = _SIZE_FIELD[task.kind]
-    if getattr(task, field) != _declared(decl, field):
+                       f"{dataset!r} has ignore_label={ignore_label(decl)!r}.")
+    if task.kind in _DENSE:
+      _check_spatial(task, decl, dataset)
+    field = _SIZE_FIELD.get(task.kind)
+    if field and getattr(task, field) != _declared(decl, field):
       raise ValueError(f"Task {task.name!r}: the config declares {field}="
                        f"{getattr(task, field)}; dataset {dataset!r} has "
                        f"{field}={_declared(decl, field)}.")
+
+
+def _check_spatial(task: Any, decl: Mapping[str, Any], dataset: str) -> None:
+  shape = spatial_shape(task.name, decl)
+  declared = getattr(task, "shape", None)
+  if declared is not None and tuple(declared) != shape:
+    raise ValueError(f"Task {task.name!r}: the config declares shape="
+                     f"{tuple(declared)}; dataset {dataset!r} has shape={shape}.")
 
 
 def _dtype_error(feature: str, values: np.ndarray, allowed: str) -> TypeError:
@@ -113,22 +154,35 @@ def inputs(feature: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
   return values.astype(np.float32)
 
 
-def target_shape(decl: Mapping[str, Any]) -> tuple[int, ...]:
-  """Per-example target shape of a task declaration."""
-  if decl["kind"] == "multiclass":
+def target_shape(decl: Mapping[str, Any], task: str = "?") -> tuple[int, ...]:
+  """Per-example target shape of a task declaration (``task`` names errors)."""
+  kind = decl["kind"]
+  if kind in _DENSE:
+    return spatial_shape(task, decl) + ((3,) if kind == "normals" else ())
+  if kind == "multiclass":
     return ()
-  width = _declared(decl, _SIZE_FIELD[decl["kind"]])
+  width = _declared(decl, _SIZE_FIELD[kind])
   return () if width == 1 else (width,)
 
 
+def target_dtype(decl: Mapping[str, Any]) -> type:
+  """Dtype of the checked targets: int32 for class labels, float32 otherwise."""
+  return np.int32 if decl["kind"] in _INTEGER_TARGETS else np.float32
+
+
 def _check_range(task: str, decl: Mapping[str, Any], values: np.ndarray) -> None:
-  if decl["kind"] == "multiclass":
+  if decl["kind"] in _INTEGER_TARGETS:
     low, high = 0, _declared(decl, "num_classes") - 1
   elif decl["kind"] == "binary":
     low, high = 0, 1
+  elif decl["kind"] == "depth":
+    if values.size and values.min() < 0:
+      raise ValueError(f"Task {task!r}: depth {values.min()} is negative; "
+                       "depths are >= 0 (0 marks a missing depth).")
+    return
   else:
     return
-  ignore = decl.get("ignore_label")
+  ignore = ignore_label(decl)
   if ignore is not None:
     values = values[values != ignore]
   if values.size and (values.min() < low or values.max() > high):
@@ -140,18 +194,23 @@ def _check_range(task: str, decl: Mapping[str, Any], values: np.ndarray) -> None
                      f"{high}]{hint}.")
 
 
+def _trailing_one(decl: Mapping[str, Any], shape: tuple[int, ...]) -> tuple:
+  """The other accepted example shape: ``(1,)`` for ``()``, ``(H, W, 1)`` for depth."""
+  if shape == ():
+    return (1,)
+  return shape + (1,) if decl["kind"] == "depth" else shape
+
+
 def targets(task: str, decl: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
-  """Checked targets of ``task``: int32 for multiclass, float32 otherwise."""
+  """Checked targets of ``task``: int32 class labels, float32 otherwise."""
   allowed = _DTYPE_KINDS[decl["kind"]]
   if values.dtype.kind not in allowed:
     raise _dtype_error(task, values, allowed)
-  shape = target_shape(decl)
-  if values.shape[1:] != shape and not (shape == () and values.shape[1:] == (1,)):
+  shape = target_shape(decl, task)
+  if values.shape[1:] not in (shape, _trailing_one(decl, shape)):
     raise ValueError(f"Feature {task!r}: example shape {values.shape[1:]}, "
                      f"expected {shape}.")
   values = values.reshape((values.shape[0],) + shape)
   check_finite(task, values)
   _check_range(task, decl, values)
-  if decl["kind"] == "multiclass":
-    return values.astype(np.int32)
-  return values.astype(np.float32)
+  return values.astype(target_dtype(decl))

@@ -143,8 +143,7 @@ def zeros_batch(size: int, tasks: Mapping[str, dict],
                 input_shape: tuple[int, ...]) -> dict[str, Any]:
   """A batch of ``size`` padding rows (zeros, masks False) for ``tasks``."""
   def zeros(decl):
-    dtype = np.int32 if decl["kind"] == "multiclass" else np.float32
-    return np.zeros((size,) + checks.target_shape(decl), dtype)
+    return np.zeros((size,) + checks.target_shape(decl), checks.target_dtype(decl))
   return {"inputs": np.zeros((size,) + tuple(input_shape), np.float32),
           "targets": {k: zeros(d) for k, d in tasks.items()},
           "mask": {k: np.zeros(size, bool) for k in tasks}}

@@ -1,9 +1,13 @@
 """Masked per-task losses.
 
-Each loss returns per-example values; :func:`masked_mean` averages them over
-the examples whose mask is set. A task with no labelled example in the batch
-has loss exactly 0 (and zero gradient), never NaN, and a NaN in a masked-out
-target cannot leak into the loss.
+Each loss returns per-example values (per-pixel values ``[B, H, W]`` for the
+dense kinds, :mod:`mtl_jax.losses.dense`); :func:`masked_mean` averages them
+over the examples (pixels) whose mask is set, so a loss is a mean over the
+whole batch, and its count (labelled examples, or valid pixels of a dense
+task) lets sharded steps and gradient accumulation rebuild that mean. A task
+with no labelled example in the batch has loss exactly 0 (and zero
+gradient), never NaN, and a NaN in a masked-out target cannot leak into the
+loss.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from mtl_jax.losses import dense
 
 if TYPE_CHECKING:
   from mtl_jax.tasks import Task
@@ -56,6 +62,7 @@ LOSSES: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "sigmoid_cross_entropy": (sigmoid_cross_entropy, ("binary",)),
     "mse": (mse, ("regression",)),
     "l1": (l1, ("regression",)),
+    **dense.LOSSES,
 }
 
 
@@ -70,8 +77,14 @@ def check(name: str, kind: str, *, task: str) -> None:
 
 
 def effective_mask(task: Task, target, mask) -> jax.Array:
-  """The batch mask, minus examples whose label is the task's ignore label."""
+  """The batch mask, minus examples whose label is the task's ignore label.
+
+  For a dense task: bool ``[B, H, W]``, the batch mask ``[B]`` broadcast over
+  the pixels AND :func:`mtl_jax.losses.dense.valid_pixels`.
+  """
   mask = mask.astype(bool)
+  if task.dense:
+    return mask[:, None, None] & dense.valid_pixels(task, target)
   if task.ignore_label is not None:
     mask = mask & (target != task.ignore_label)
   return mask
@@ -85,6 +98,8 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 def check_shapes(task: Task, pred, target, mask) -> None:
   """Raises (at trace time) unless predictions, targets and mask fit the task."""
+  if task.dense:
+    return dense.check_shapes(task, pred, target, mask)
   batch, width = mask.shape[0], task.out_features
   label_width = 1 if task.kind == "multiclass" else width
   size = lambda shape: int(np.prod(shape[1:], dtype=np.int64))
@@ -103,18 +118,22 @@ def task_loss(task: Task, pred, target, mask) -> tuple[jax.Array, jax.Array]:
 
   Args:
     task: the task declaration.
-    pred: the head's output ``[B, out_features]``.
+    pred: the head's output ``[B, out_features]`` (``[B, H, W,
+      out_features]`` for a dense task).
     target: the task's targets for the batch.
     mask: bool ``[B]``, True where the example has a label for this task.
 
   Returns:
-    ``(loss, count)``; ``loss`` is 0 when ``count`` is 0.
+    ``(loss, count)``; ``count`` is the number of labelled examples (valid
+    pixels of a dense task) and ``loss`` is 0 when ``count`` is 0.
   """
   check_shapes(task, pred, target, mask)
   mask = effective_mask(task, target, mask)
-  # Zero the targets of masked-out rows first: a NaN there would otherwise
-  # reach the gradient through the backward pass of `where`.
-  row_mask = mask.reshape(mask.shape + (1,) * (target.ndim - 1))
+  if task.kind == "depth":
+    target = dense.depth_map(target)
+  # Zero the targets of masked-out rows (pixels) first: a NaN there would
+  # otherwise reach the gradient through the backward pass of `where`.
+  row_mask = mask.reshape(mask.shape + (1,) * (target.ndim - mask.ndim))
   target = jnp.where(row_mask, target, jnp.zeros_like(target))
   per_example = LOSSES[task.loss][0](task, pred, target)
   return masked_mean(per_example, mask), mask.sum()

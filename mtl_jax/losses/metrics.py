@@ -3,7 +3,9 @@
 A metric turns a batch into additive sufficient statistics (``stats``) and
 the summed statistics of a whole split into a value (``compute``), so
 evaluation accumulates exact totals over batches of any size, including
-padded final batches (padding rows have mask False).
+padded final batches (padding rows have mask False). Statistics may be
+arrays (a confusion matrix, a histogram): the evaluation adds them
+elementwise. The dense kinds' metrics are in :mod:`mtl_jax.losses.dense_metrics`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from mtl_jax.losses import dense_metrics as dm
 from mtl_jax.losses.losses import effective_mask
 
 if TYPE_CHECKING:
@@ -104,6 +107,23 @@ METRICS: dict[str, Metric] = {
     "f1": Metric(_f1_stats,
                  lambda s: _ratio(2 * s["tp"], 2 * s["tp"] + s["fp"] + s["fn"]),
                  True, ("binary",)),
+    # Dense kinds (per pixel, accumulated over the split).
+    "miou": Metric(dm.confusion_stats, dm.miou, True, ("segmentation",)),
+    "pixel_accuracy": Metric(dm.confusion_stats, dm.pixel_accuracy, True,
+                             ("segmentation",)),
+    "abs_err": Metric(dm.abs_err_stats, lambda s: _ratio(s["abs"], s["n"]),
+                      False, ("depth",)),
+    "rel_err": Metric(dm.rel_err_stats, lambda s: _ratio(s["rel"], s["n"]),
+                      False, ("depth",)),
+    "angle_mean": Metric(dm.angle_sum_stats, lambda s: _ratio(s["sum"], s["n"]),
+                         False, ("normals",)),
+    "angle_median": Metric(dm.angle_histogram_stats,
+                           lambda s: dm.histogram_median(s["hist"]), False,
+                           ("normals",)),
+    **{name: Metric(dm.within_stats(t),
+                    lambda s: 100.0 * _ratio(s["within"], s["n"]), True,
+                    ("normals",))
+       for name, t in dm.THRESHOLDS.items()},
 }
 
 

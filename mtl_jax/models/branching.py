@@ -43,7 +43,8 @@ Usage::
                head=dict(hidden=(), act="relu"))
 
 ``blocks`` defaults to one block in the first layer and one per task in the
-others.
+others. Dense (per-pixel) tasks are refused when the model is built (every
+head reads a vector per example).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, Head, head_options, refuse_dense
 from mtl_jax.models.options import frozen, group
 from mtl_jax.models.trunks import activation, flat_size
 from mtl_jax.tasks import Task
@@ -133,6 +134,7 @@ class BranchingSearch(nnx.Module):
                rngs: nnx.Rngs, trunk: Mapping[str, Any] = TRUNK,
                branching: Mapping[str, Any] = SEARCH, head: Mapping[str, Any] = HEAD):
     owner = type(self).__name__
+    refuse_dense(tasks, owner, "its search space's blocks end in a vector per example")
     trunk = group(trunk, f"{owner}: trunk", TRUNK)
     kind = choice(trunk["kind"], f"{owner}: trunk.kind", ("cnn", "mlp"))
     self.cnn = kind == "cnn"

@@ -15,7 +15,8 @@ a shared gate at inner levels feeding the next level's shared experts.
 
 Groups: shared experts (and PLE's inner shared gates) are ``shared``; each
 task's experts, gates and tower are under ``tasks[name]``. There is no single
-shared representation (no ``encode``/``decode``).
+shared representation (no ``encode``/``decode``). Dense (per-pixel) tasks are
+refused when the model is built: the experts are MLPs with a vector output.
 
 Usage::
 
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtl_jax.models.experts import Experts, build_gate, expert_options, gate_options, mix
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, Head, head_options, refuse_dense
 from mtl_jax.models.options import frozen
 from mtl_jax.models.trunks import flat_size
 from mtl_jax.tasks import Task
@@ -118,6 +119,8 @@ class CGC(nnx.Module):
                gate_conditioning: str = "example", head: Mapping[str, Any] = HEAD,
                levels: int = 1):
     owner = type(self).__name__
+    refuse_dense(tasks, owner, "its experts are MLPs on the flattened input (a vector "
+                 "per example)")
     ex = expert_options(experts, owner, EXPERTS)
     num_shared, num_task, hidden, act = (ex["num_shared"], ex["num_task"], ex["hidden"],
                                          ex["act"])

@@ -23,6 +23,12 @@ Parameter layout:
 * ``shared``: empty; no single shared representation, so no
   ``encode``/``decode``.
 
+Dense tasks: with columns that give feature maps (``trunk.kind`` 'segnet' or
+'dilated_resnet') the units mix the columns' maps after every stage (SegNet:
+every encoder stage, after its pooling, and every decoder stage; each
+column unpools with its own encoder's pooling positions) and each task gets a
+dense head (:mod:`mtl_jax.models.heads`) on its column's map.
+
 Usage::
 
   models.build(tasks, input_shape, arch="cross_stitch",
@@ -39,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, head_options, make_head, refuse_dense
 from mtl_jax.models.trunks import build_trunk, global_pool, trunk_options
 from mtl_jax.tasks import Task
 from mtl_jax.validators import boolean, positive_int
@@ -125,6 +131,9 @@ class CrossStitch(nnx.Module):
                sluice: bool = False, subspaces: int = 2, head: Mapping[str, Any] = HEAD):
     owner = type(self).__name__
     trunk, head = trunk_options(trunk, owner), head_options(head, owner)
+    if sluice is True:
+      refuse_dense(tasks, owner, "sluice=True combines globally pooled layer outputs "
+                   "(a vector per example)")
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
     columns = [build_trunk(input_shape, rngs=rngs, **trunk) for _ in tasks]
@@ -132,10 +141,10 @@ class CrossStitch(nnx.Module):
     widths = [columns[0].stage_width(i) for i in range(self.num_layers)]
     alpha_self, self.sluice, self.subspaces = _check(owner, alpha_self, sluice, subspaces,
                                                      widths)
-    hidden, act = tuple(head["hidden"]), head["act"]
     self.tasks = nnx.Dict({
-        t.name: nnx.Dict(column=col, head=Head(widths[-1], t, hidden, act=act,
-                                               rngs=rngs))
+        t.name: nnx.Dict(column=col, head=make_head(t, col, rngs=rngs,
+                                                    input_shape=input_shape,
+                                                    owner=owner, **head))
         for t, col in zip(tasks, columns)})
     unit = init_alpha(len(tasks) * self.subspaces, alpha_self)
     cross = {"alpha": nnx.Param(jnp.tile(unit, (self.num_layers, 1, 1)))}
@@ -147,10 +156,18 @@ class CrossStitch(nnx.Module):
   def stitched(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """Mixed activations ``[K, B, ...]`` after every stage's unit."""
     h = [x] * len(self.names)
+    carries = [()] * len(self.names)  # SegNet columns: their pooling masks.
     out = []
     for layer in range(self.num_layers):
-      h = jnp.stack([self.tasks[name]["column"].stage(layer, hk, train=train)
-                     for name, hk in zip(self.names, h)])
+      outs = []
+      for k, name in enumerate(self.names):
+        column = self.tasks[name]["column"]
+        if hasattr(column, "stage_carry"):
+          y, carries[k] = column.stage_carry(layer, h[k], carries[k], train=train)
+        else:
+          y = column.stage(layer, h[k], train=train)
+        outs.append(y)
+      h = jnp.stack(outs)
       h = mix(self.cross["alpha"][layer], h, self.subspaces)
       out.append(h)
     return out

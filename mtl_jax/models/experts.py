@@ -140,5 +140,6 @@ def build_gate(kind: str, in_features: int, num_experts: int, *, rngs: nnx.Rngs,
 
 
 def mix(weights: jax.Array, expert_outputs: jax.Array) -> jax.Array:
-  """``weights [B, E]``, ``expert_outputs [E, B, D]`` -> ``[B, D]``."""
-  return jnp.einsum("be,ebd->bd", weights, expert_outputs)
+  """``weights [B, E]``, ``expert_outputs [E, B, D]`` -> ``[B, D]``; feature
+  maps ``[E, B, h, w, C]`` are mixed per example the same way (-> ``[B, h, w, C]``)."""
+  return jnp.einsum("be,eb...->b...", weights, expert_outputs)

@@ -9,7 +9,8 @@ only the layers up to its depth.
 
 The trunk is split into *stages* (``MLP.stage`` / ``CNN.stage``): an MLP has one stage per
 dense layer; a CNN has one per conv block plus its final dense layer. A head at
-a conv stage reads the feature map globally average-pooled to ``[B, C]``.
+a conv stage reads the feature map globally average-pooled to ``[B, C]``. Dense
+(per-pixel) tasks are refused when the model is built.
 
 Usage::
 
@@ -26,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 from flax import nnx
 
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, Head, head_options, refuse_dense
 from mtl_jax.models.trunks import CNN, MLP, build_trunk, global_pool, trunk_options
 from mtl_jax.tasks import Task
 
@@ -86,6 +87,8 @@ class Hierarchical(nnx.Module):
                task_depth: Optional[Mapping[str, int]] = None,
                head: Mapping[str, Any] = HEAD):
     owner = type(self).__name__
+    refuse_dense(tasks, owner, "its heads read globally pooled stages of an MLP or "
+                 "CNN trunk (a vector per example)")
     trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     self.shared = build_trunk(input_shape, rngs=rngs, **trunk)
     self.depths = task_depths(tasks, task_depth, _check_stages(self.shared).num_stages,

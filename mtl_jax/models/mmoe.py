@@ -22,6 +22,16 @@ Usage::
                head=dict(hidden=(8,), act="relu"))             # the towers
 
 Inputs of any shape are flattened.
+
+Dense tasks: with ``experts=dict(trunk=...)`` every expert is a copy of that
+trunk (e.g. ``trunk=dict(kind="segnet")`` or ``"dilated_resnet"``), the ``num``
+copies stacked and run as one batched op (as the soft-sharing towers), and
+each task's gate mixes the experts' feature maps with per-example weights
+from the flattened input, as LibMTL's MMoE on NYUv2 does (its experts are
+copies of the encoder, its gates linear maps of the flattened image); dense
+tasks then get dense heads (:mod:`mtl_jax.models.heads`). Without a trunk
+(MLP experts, a vector per example) dense tasks are refused when the model
+is built.
 """
 
 from __future__ import annotations
@@ -32,24 +42,27 @@ import jax
 from flax import nnx
 
 from mtl_jax.models.experts import Experts, build_gate, expert_options, gate_options, mix
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, head_options, make_head, refuse_dense
 from mtl_jax.models.options import frozen
-from mtl_jax.models.trunks import flat_size
+from mtl_jax.models.soft_sharing import run_stacked, stacked_trunks
+from mtl_jax.models.trunks import flat_size, trunk_options
 from mtl_jax.tasks import Task
 
-# The keys of MMoE's ``experts`` option and their defaults.
-EXPERTS = frozen(num=8, hidden=(16,), act="relu")
+# The keys of MMoE's ``experts`` option and their defaults (``trunk``: None
+# for MLP experts, or the options of a trunk each expert copies).
+EXPERTS = frozen(num=8, hidden=(16,), act="relu", trunk=None)
 
 
 class GatedTower(nnx.Module):
   """One task's gate over the experts and its tower."""
 
-  def __init__(self, gate: nnx.Module, head: Head):
+  def __init__(self, gate: nnx.Module, head: nnx.Module):
     self.gate = gate
     self.head = head
 
-  def __call__(self, x: jax.Array, expert_outputs: jax.Array) -> jax.Array:
-    return self.head(mix(self.gate(x), expert_outputs))
+  def __call__(self, x: jax.Array, expert_outputs: jax.Array, *,
+               train: bool = False) -> jax.Array:
+    return self.head(mix(self.gate(x), expert_outputs), train=train)
 
 
 class MMoE(nnx.Module):
@@ -60,7 +73,10 @@ class MMoE(nnx.Module):
     input_shape: shape of one example (flattened).
     rngs: initialisation keys.
     experts: ``num`` (number of experts, default 8), ``hidden`` (layer widths
-      of each expert MLP, default ``(16,)``) and ``act`` (default ``'relu'``).
+      of each expert MLP, default ``(16,)``) and ``act`` (default ``'relu'``);
+      or ``trunk``: the options of a trunk
+      (:func:`~mtl_jax.models.trunks.build_trunk`) that every expert copies
+      instead of an MLP (``hidden`` and ``act`` are then unused).
     gate: ``'softmax'`` (the paper's) or ``'dselect_k'``.
     k: DSelect-k gate: maximum number of selected experts (capped at ``num``).
     gamma: DSelect-k gate: smooth-step width.
@@ -79,14 +95,25 @@ class MMoE(nnx.Module):
     gate_kw = gate_options(owner, gate=gate, k=k, gamma=gamma,
                            gate_conditioning=gate_conditioning)
     head = head_options(head, owner)
-    self.shared = Experts(ex["num"], in_features, ex["hidden"], act=ex["act"], rngs=rngs)
+    self.trunk_experts = ex["trunk"] is not None
+    if self.trunk_experts:
+      trunk = trunk_options(ex["trunk"], f"{owner}: experts")
+      self.shared = stacked_trunks(trunk, input_shape, ex["num"], rngs)
+      features = self.shared
+    else:
+      refuse_dense(tasks, owner, "its experts are MLPs on the flattened input (a vector "
+                   "per example; set experts.trunk for feature-map experts)")
+      self.shared = Experts(ex["num"], in_features, ex["hidden"], act=ex["act"], rngs=rngs)
+      features = ex["hidden"][-1]
     self.tasks = nnx.Dict({t.name: GatedTower(
         build_gate(in_features=in_features, num_experts=ex["num"], rngs=rngs, **gate_kw),
-        Head(ex["hidden"][-1], t, tuple(head["hidden"]), act=head["act"], rngs=rngs))
+        make_head(t, features, rngs=rngs, input_shape=input_shape, owner=owner, **head))
         for t in tasks})
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
-    del train
-    x = x.reshape(x.shape[0], -1)
-    experts = self.shared(x)
-    return {name: tower(x, experts) for name, tower in self.tasks.items()}
+    flat = x.reshape(x.shape[0], -1)
+    if self.trunk_experts:
+      experts = run_stacked(self.shared, x, train)  # [E, B, ...]
+    else:
+      experts = self.shared(flat)
+    return {name: tower(flat, experts, train=train) for name, tower in self.tasks.items()}

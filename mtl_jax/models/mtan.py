@@ -28,8 +28,18 @@ are under ``tasks[name]``; the batch statistics are non-parameter state
 (``rest``, at the same paths). Attention is per task, so there is no single
 shared representation (no ``encode``/``decode``).
 
+On SegNet (``trunk=dict(kind="segnet", channels=..., layers=...)``) MTAN is
+the paper's NYUv2 network, with attention at every encoder and decoder stage
+and dense heads: see :mod:`mtl_jax.models.mtan_segnet`, which this class
+dispatches to (same options; ``features``, ``kernel_size``, ``act`` and
+``hidden`` do not apply there). Dense tasks need that trunk: the cnn and mlp
+backbones end in a vector per example and refuse them.
+
 Usage::
 
+  models.build(tasks, (288, 384, 3), arch="mtan",
+               trunk=dict(kind="segnet"),   # channels=(64, 128, 256, 512, 512)
+               head=dict(dense="conv"))     # the authors' conv3x3 -> conv1x1 heads
   models.build(tasks, input_shape, arch="mtan",
                trunk=dict(kind="cnn", channels=(16, 32), features=64, kernel_size=3,
                           act="relu"),
@@ -46,16 +56,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models import mtan_segnet
+from mtl_jax.models.heads import HEAD, Head, head_options, refuse_dense
 from mtl_jax.models.options import frozen, group
 from mtl_jax.models.trunks import activation, flat_size
 from mtl_jax.tasks import Task
 from mtl_jax.validators import boolean, choice, positive_int, widths
 
 # The keys of MTAN's ``trunk`` option and their defaults (``channels``,
-# ``features`` and ``kernel_size`` for cnn; ``hidden`` for mlp).
-TRUNK = frozen(kind="cnn", channels=(16, 32), features=64, kernel_size=3, act="relu",
-               hidden=(64, 32))
+# ``features`` and ``kernel_size`` for cnn; ``hidden`` for mlp; ``channels``
+# and ``layers`` for segnet; ``channels=None``: (16, 32) for cnn, the paper's
+# (64, 128, 256, 512, 512) for segnet).
+TRUNK = frozen(kind="cnn", channels=None, features=64, kernel_size=3, act="relu",
+               hidden=(64, 32), layers=None)
+KINDS = ("cnn", "mlp", "segnet")
+CNN_CHANNELS = (16, 32)
 
 
 def _wide(cnn: bool, kernel_size: int, a: int, b: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -183,14 +198,17 @@ class MTAN(nnx.Module):
     tasks: the tasks.
     input_shape: ``(H, W, C)`` (cnn) or any shape (mlp, flattened).
     rngs: initialisation keys.
-    trunk: the shared backbone: ``kind`` (``'cnn'``, the default, or
-      ``'mlp'``), ``act`` (default ``'relu'``); for cnn ``channels`` (of the
-      blocks, default ``(16, 32)``), ``features`` (of the final dense layer,
-      default 64) and ``kernel_size`` (default 3); for mlp ``hidden`` (block
-      widths, default ``(64, 32)``).
+    trunk: the shared backbone: ``kind`` (``'cnn'``, the default, ``'mlp'``
+      or ``'segnet'``), ``act`` (default ``'relu'``); for cnn ``channels`` (of
+      the blocks, default ``(16, 32)``), ``features`` (of the final dense
+      layer, default 64) and ``kernel_size`` (default 3); for mlp ``hidden``
+      (block widths, default ``(64, 32)``); for segnet ``channels`` (default
+      ``(64, 128, 256, 512, 512)``) and ``layers`` (conv layers per stage,
+      default VGG-16's ``(2, 2, 3, 3, 3)``).
     attention_norm: batch norm in the attention modules (the paper's).
     head: each task's head: ``hidden`` (default ``()``) and ``act`` (default
-      ``'relu'``).
+      ``'relu'``); on segnet also the dense head options (``dense``, ...,
+      see :mod:`mtl_jax.models.heads`).
   """
 
   def __init__(self, tasks: Sequence[Task], input_shape: Sequence[int], *,
@@ -200,6 +218,22 @@ class MTAN(nnx.Module):
     trunk = group(trunk, f"{owner}: trunk", TRUNK)
     norm = boolean(attention_norm, f"{owner}: attention_norm")
     head = head_options(head, owner)
+    kind = choice(trunk["kind"], f"{owner}: trunk.kind", KINDS)
+    self.segnet = kind == "segnet"
+    layers = trunk.pop("layers")
+    if self.segnet:
+      channels = widths(trunk["channels"] or mtan_segnet.SegNet.DEFAULT_CHANNELS,
+                        f"{owner}: trunk.channels")
+      if layers is not None:
+        layers = widths(layers, f"{owner}: trunk.layers")
+      self.shared, self.tasks = mtan_segnet.build(
+          tasks, input_shape, channels=channels, layers=layers, head=head, norm=norm,
+          owner=owner, rngs=rngs)
+      return
+    refuse_dense(tasks, owner, f"trunk kind {kind!r} ends in a vector per example "
+                 "(use trunk.kind='segnet')")
+    if trunk["channels"] is None:
+      trunk["channels"] = CNN_CHANNELS
     self.shared = Backbone(input_shape, rngs=rngs, owner=owner, **trunk)
     self.tasks = nnx.Dict({t.name: TaskAttention(self.shared, t, head=head,
                                                  attention_norm=norm, rngs=rngs)
@@ -208,6 +242,9 @@ class MTAN(nnx.Module):
   def features(self, x: jax.Array, *, train: bool = False
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The shared features (no masks) and each task's attended features."""
+    if self.segnet:
+      raise ValueError("MTAN.features is for the cnn and mlp backbones; on segnet use "
+                       "mtan_segnet (SegNet.trace and TaskAttention.attend).")
     if not self.shared.cnn:
       x = x.reshape(x.shape[0], -1)
     us, ps = self.shared.blocks(x)
@@ -216,5 +253,7 @@ class MTAN(nnx.Module):
     return self.shared.finish(ps[-1]), per_task
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+    if self.segnet:
+      return mtan_segnet.forward(self.shared, self.tasks, x, train=train)
     _, per_task = self.features(x, train=train)
     return {name: self.tasks[name].head(z) for name, z in per_task.items()}

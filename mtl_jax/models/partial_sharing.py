@@ -16,7 +16,8 @@ Networks", arXiv:1706.05098, 2017, for the taxonomy):
 
 In both, the shared layers process K task-specific representations (batched
 as one op), so there is no single shared representation and no
-``encode``/``decode``.
+``encode``/``decode``. Both end in a dense layer (a vector per example), so
+dense (per-pixel) tasks are refused when the model is built.
 
 Usage::
 
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtl_jax.models.heads import HEAD, Head, head_options
+from mtl_jax.models.heads import HEAD, Head, head_options, refuse_dense
 from mtl_jax.models.trunks import activation, build_trunk, trunk_options
 from mtl_jax.tasks import Task
 from mtl_jax.validators import positive_int
@@ -67,6 +68,8 @@ class TaskConv(nnx.Module):
                rngs: nnx.Rngs, trunk: Mapping[str, Any], task_kernel_size: int = 3,
                head: Mapping[str, Any] = HEAD):
     owner = type(self).__name__
+    refuse_dense(tasks, owner, "its shared decoding layer is the CNN's dense layer "
+                 "(a vector per example)")
     trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     if trunk["kind"] != "cnn":
       raise ValueError(f"task_conv needs trunk.kind='cnn', got {trunk['kind']!r}.")
@@ -121,6 +124,8 @@ class TaskEncoders(nnx.Module):
                rngs: nnx.Rngs, trunk: Mapping[str, Any],
                embedding_dim: Optional[int] = None, head: Mapping[str, Any] = HEAD):
     owner = type(self).__name__
+    refuse_dense(tasks, owner, "its shared embedding layer is a dense layer (a vector "
+                 "per example)")
     trunk, head = trunk_options(trunk, owner), head_options(head, owner)
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)

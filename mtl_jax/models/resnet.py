@@ -23,20 +23,31 @@ from flax import nnx
 STEMS = ("cifar", "imagenet")
 
 
-def _conv(in_ch: int, out_ch: int, size: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
+def _conv(in_ch: int, out_ch: int, size: int, stride: int, rngs: nnx.Rngs,
+          dilation: int = 1) -> nnx.Conv:
   return nnx.Conv(in_ch, out_ch, (size, size), strides=(stride, stride),
-                  padding="SAME", use_bias=False, rngs=rngs)
+                  kernel_dilation=(dilation, dilation), padding="SAME", use_bias=False,
+                  rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
-  """Two 3x3 convolutions with batch norm and a residual connection."""
+  """Two 3x3 convolutions with batch norm and a residual connection.
 
-  def __init__(self, in_ch: int, out_ch: int, stride: int, *, rngs: nnx.Rngs):
-    self.conv1 = _conv(in_ch, out_ch, 3, stride, rngs)
+  ``dilation``: the dilations of the two 3x3 convolutions (dilated ResNets,
+  :mod:`mtl_jax.models.dilated_resnet`); ``project``: force the 1x1
+  projection of the shortcut (a dilated stage keeps the projection of the
+  strided block it replaces).
+  """
+
+  expansion = 1
+
+  def __init__(self, in_ch: int, out_ch: int, stride: int, *, rngs: nnx.Rngs,
+               dilation: tuple[int, int] = (1, 1), project: bool = False):
+    self.conv1 = _conv(in_ch, out_ch, 3, stride, rngs, dilation[0])
     self.norm1 = nnx.BatchNorm(out_ch, rngs=rngs)
-    self.conv2 = _conv(out_ch, out_ch, 3, 1, rngs)
+    self.conv2 = _conv(out_ch, out_ch, 3, 1, rngs, dilation[1])
     self.norm2 = nnx.BatchNorm(out_ch, rngs=rngs)
-    if stride != 1 or in_ch != out_ch:
+    if project or stride != 1 or in_ch != out_ch:
       self.project = _conv(in_ch, out_ch, 1, stride, rngs)
       self.project_norm = nnx.BatchNorm(out_ch, rngs=rngs)
     else:
@@ -51,8 +62,40 @@ class BasicBlock(nnx.Module):
     return nnx.relu(x + y)
 
 
+class Bottleneck(nnx.Module):
+  """1x1 (``planes``) -> 3x3 (``planes``, stride, dilation) -> 1x1 (``4 planes``),
+  batch norm after each, ReLU, residual connection (torchvision's ResNet v1.5:
+  the stride is on the 3x3 convolution)."""
+
+  expansion = 4
+
+  def __init__(self, in_ch: int, planes: int, stride: int, *, rngs: nnx.Rngs,
+               dilation: tuple[int, int] = (1, 1), project: bool = False):
+    out_ch = planes * self.expansion
+    self.conv1 = _conv(in_ch, planes, 1, 1, rngs)
+    self.norm1 = nnx.BatchNorm(planes, rngs=rngs)
+    self.conv2 = _conv(planes, planes, 3, stride, rngs, dilation[0])
+    self.norm2 = nnx.BatchNorm(planes, rngs=rngs)
+    self.conv3 = _conv(planes, out_ch, 1, 1, rngs)
+    self.norm3 = nnx.BatchNorm(out_ch, rngs=rngs)
+    if project or stride != 1 or in_ch != out_ch:
+      self.project = _conv(in_ch, out_ch, 1, stride, rngs)
+      self.project_norm = nnx.BatchNorm(out_ch, rngs=rngs)
+    else:
+      self.project = None
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    frozen = not train
+    y = nnx.relu(self.norm1(self.conv1(x), use_running_average=frozen))
+    y = nnx.relu(self.norm2(self.conv2(y), use_running_average=frozen))
+    y = self.norm3(self.conv3(y), use_running_average=frozen)
+    if self.project is not None:
+      x = self.project_norm(self.project(x), use_running_average=frozen)
+    return nnx.relu(x + y)
+
+
 class ResNet(nnx.Module):
-  """A ResNet trunk: ``[B, H, W, C] -> [B, 8 * width]``.
+  """A ResNet trunk: ``[B, H, W, C] -> [B, 8 * width]`` (a vector).
 
   Args:
     input_shape: ``(H, W, C)`` of one example.
@@ -66,6 +109,9 @@ class ResNet(nnx.Module):
   (for ``i = 0``) and the blocks of stage ``i``; the last stage ends with the
   global average pool, so all stages in order equal ``__call__``.
   """
+
+  kind = "resnet"
+  spatial = False  # Globally pooled: a vector per example.
 
   def __init__(self, input_shape: Sequence[int], blocks: Sequence[int] = (2, 2, 2, 2),
                width: int = 64, *, stem: str = "cifar", rngs: nnx.Rngs):

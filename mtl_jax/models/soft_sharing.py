@@ -22,6 +22,11 @@ Parameter layout:
 * ``shared``: empty. There is no single shared representation, hence no
   ``encode``/``decode`` (the representation engine does not apply).
 
+Dense tasks: with a tower that gives a feature map (``trunk.kind`` 'segnet'
+or 'dilated_resnet') each task's head is a dense head on its tower's map
+(:mod:`mtl_jax.models.heads`); the penalties act on the stacked towers as for
+any trunk.
+
 Usage::
 
   models.build(tasks, input_shape, arch="soft_sharing",
@@ -42,7 +47,7 @@ from mtl_jax.models.trunks import build_trunk, trunk_options
 from mtl_jax.tasks import Task
 
 
-def _stacked_towers(trunk: Mapping[str, Any], input_shape: Sequence[int], num_tasks: int,
+def stacked_trunks(trunk: Mapping[str, Any], input_shape: Sequence[int], num_tasks: int,
                     rngs: nnx.Rngs) -> nnx.Module:
   """``num_tasks`` independently initialised trunks, stacked on axis 0.
 
@@ -56,8 +61,9 @@ def _stacked_towers(trunk: Mapping[str, Any], input_shape: Sequence[int], num_ta
   return nnx.merge(graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
 
 
-def _run_towers(towers: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
-  """All towers on the same inputs: ``[B, ...] -> [K, B, features]``."""
+def run_stacked(towers: nnx.Module, x: jax.Array, train: bool) -> jax.Array:
+  """All stacked trunks on the same inputs: ``[B, ...] -> [K, B, features]`` (or
+  ``[K, B, h, w, C]`` for feature-map towers)."""
   @nnx.vmap(in_axes=(0, None), out_axes=0)
   def run(tower, inputs):
     return tower(inputs, train=train)
@@ -83,12 +89,13 @@ class SoftSharing(nnx.Module):
     head = head_options(head, "SoftSharing")
     tasks = sorted(tasks, key=lambda t: t.name)
     self.names = tuple(t.name for t in tasks)
-    towers = _stacked_towers(trunk, input_shape, len(tasks), rngs)
+    towers = stacked_trunks(trunk, input_shape, len(tasks), rngs)
     self.cross = nnx.Dict(towers=towers)
-    self.tasks = build_heads(tasks, towers.out_features, rngs=rngs, **head)
+    self.tasks = build_heads(tasks, towers, rngs=rngs, input_shape=input_shape,
+                             owner="SoftSharing", **head)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
-    z = _run_towers(self.cross["towers"], x, train)
+    z = run_stacked(self.cross["towers"], x, train)
     return {name: self.tasks[name](z[k], train=train)
             for k, name in enumerate(self.names)}
 

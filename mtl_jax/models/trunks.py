@@ -1,8 +1,14 @@
-"""Shared feature extractors: an MLP and a small CNN (ResNets: :mod:`mtl_jax.models.resnet`).
+"""Shared feature extractors (trunks), built by :func:`build_trunk` from ``trunk.kind``.
 
-Both map inputs ``[B, ...]`` to a representation ``[B, features]`` and take a
-``train`` flag (batch statistics, when normalisation is on). They hold no task
-knowledge; multi-task models wrap them.
+``mlp`` and ``cnn`` (here) and ``resnet`` (:mod:`mtl_jax.models.resnet`) map
+inputs ``[B, ...]`` to a vector ``[B, features]``; ``segnet``
+(:mod:`mtl_jax.models.segnet`) and ``dilated_resnet``
+(:mod:`mtl_jax.models.dilated_resnet`) to a feature map ``[B, h, w, C]``, for
+dense (per-pixel) tasks. Every trunk exposes ``kind``, ``out_features`` (the
+vector's size or the map's channels), ``spatial`` (True for a feature map) and,
+for a map, ``stride`` (input size / map size). All take a ``train`` flag
+(batch statistics, when normalisation is on). They hold no task knowledge;
+multi-task models wrap them.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mtl_jax.models.dilated_resnet import DEPTHS, OUTPUT_STRIDES, DilatedResNet
 from mtl_jax.models.options import frozen, group, keyword_defaults
 from mtl_jax.models.resnet import ResNet
+from mtl_jax.models.segnet import SegNet
 from mtl_jax.validators import boolean, choice, positive_int, widths
 
-TRUNK_KINDS = ("cnn", "mlp", "resnet")
+TRUNK_KINDS = ("cnn", "mlp", "resnet", "segnet", "dilated_resnet")
+# ``channels`` when the trunk options leave it out (None).
+DEFAULT_CHANNELS = {"cnn": (16, 32), "segnet": (64, 128, 256, 512, 512)}
 ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh,
                "silu": nnx.silu, "identity": lambda x: x}
 
@@ -44,6 +54,9 @@ class MLP(nnx.Module):
     final_act: apply the activation after the last layer too.
     rngs: initialisation keys.
   """
+
+  kind = "mlp"
+  spatial = False
 
   def __init__(self, in_features: int, hidden: Sequence[int], *, act: str = "relu",
                final_act: bool = True, rngs: nnx.Rngs):
@@ -89,6 +102,9 @@ class CNN(nnx.Module):
     act: activation name.
     rngs: initialisation keys.
   """
+
+  kind = "cnn"
+  spatial = False  # The final dense layer gives a vector.
 
   def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (16, 32),
                features: int = 64, *, kernel_size: int = 3, batch_norm: bool = False,
@@ -152,10 +168,11 @@ def global_pool(x: jax.Array) -> jax.Array:
 
 def build_trunk(input_shape: Sequence[int], *, rngs: nnx.Rngs, kind: str = "mlp",
                 act: str = "relu", hidden: Sequence[int] = (256, 128),
-                channels: Sequence[int] = (16, 32), features: int = 64,
+                channels: Optional[Sequence[int]] = None, features: int = 64,
                 kernel_size: int = 3, batch_norm: bool = False,
                 blocks: Sequence[int] = (2, 2, 2, 2), width: int = 64,
-                stem: str = "cifar") -> nnx.Module:
+                stem: str = "cifar", layers: Optional[Sequence[int]] = None,
+                depth: int = 50, output_stride: int = 8) -> nnx.Module:
   """A trunk (shared feature extractor) for inputs of ``input_shape``.
 
   Architectures take these options as their ``trunk`` dict, e.g.
@@ -166,26 +183,41 @@ def build_trunk(input_shape: Sequence[int], *, rngs: nnx.Rngs, kind: str = "mlp"
     input_shape: shape of one example.
     rngs: initialisation keys.
     kind: ``'mlp'`` (:class:`MLP`, on the flattened input), ``'cnn'``
-      (:class:`CNN`) or ``'resnet'`` (:class:`mtl_jax.models.resnet.ResNet`);
-      the last two need ``(H, W, C)`` inputs.
+      (:class:`CNN`), ``'resnet'`` (:class:`mtl_jax.models.resnet.ResNet`),
+      ``'segnet'`` (:class:`mtl_jax.models.segnet.SegNet`, a feature map at
+      the input's resolution) or ``'dilated_resnet'``
+      (:class:`mtl_jax.models.dilated_resnet.DilatedResNet`, a feature map at
+      stride ``output_stride``); all but mlp need ``(H, W, C)`` inputs.
     act: activation name (mlp, cnn).
     hidden: layer widths (mlp).
-    channels: output channels of each conv block (cnn).
+    channels: output channels of each conv block (cnn; default ``(16, 32)``)
+      or of each encoder stage (segnet; default ``(64, 128, 256, 512, 512)``,
+      the MTAN paper's); None gives the kind's default.
     features: size of the final dense representation (cnn).
     kernel_size: convolution window (cnn).
     batch_norm: batch normalisation after each convolution (cnn).
     blocks: basic blocks per stage (resnet).
-    width: channels of the first stage (resnet).
+    width: channels of the first stage (resnet, dilated_resnet).
     stem: ``'cifar'`` or ``'imagenet'`` (resnet).
+    layers: conv layers per stage (segnet; None: VGG-16's ``(2, 2, 3, 3, 3)``).
+    depth: 18, 34, 50 or 101 (dilated_resnet; default 50, LibMTL's).
+    output_stride: 8 or 16 (dilated_resnet).
   """
   choice(kind, "trunk.kind", TRUNK_KINDS)
   if kind == "mlp":
     return MLP(flat_size(input_shape), tuple(hidden), act=act, rngs=rngs)
   if len(input_shape) != 3:
     raise ValueError(f"A {kind} trunk needs (H, W, C) inputs, got {tuple(input_shape)}.")
+  if channels is None:
+    channels = DEFAULT_CHANNELS.get(kind, ())
   if kind == "cnn":
     return CNN(input_shape, tuple(channels), int(features), kernel_size=int(kernel_size),
                batch_norm=bool(batch_norm), act=act, rngs=rngs)
+  if kind == "segnet":
+    return SegNet(input_shape, tuple(channels), layers, rngs=rngs)
+  if kind == "dilated_resnet":
+    return DilatedResNet(input_shape, depth=int(depth), width=int(width),
+                         output_stride=int(output_stride), rngs=rngs)
   return ResNet(input_shape, tuple(blocks), int(width), stem=stem, rngs=rngs)
 
 
@@ -201,10 +233,16 @@ def trunk_options(trunk: Optional[Mapping[str, Any]], owner: str) -> dict[str, A
   choice(trunk["kind"], f"{name}.kind", TRUNK_KINDS)
   for key in ("hidden", "blocks"):
     trunk[key] = widths(trunk[key], f"{name}.{key}")
+  if trunk["channels"] is None:
+    trunk["channels"] = DEFAULT_CHANNELS.get(trunk["kind"], ())
   # A CNN may have no conv block (a dense layer on the flattened input).
-  if trunk["channels"] not in ((), []):
+  if trunk["channels"] not in ((), []) or trunk["kind"] == "segnet":
     trunk["channels"] = widths(trunk["channels"], f"{name}.channels")
+  if trunk["layers"] is not None:
+    trunk["layers"] = widths(trunk["layers"], f"{name}.layers")
   for key in ("features", "kernel_size", "width"):
     trunk[key] = positive_int(trunk[key], f"{name}.{key}")
+  choice(trunk["depth"], f"{name}.depth", tuple(sorted(DEPTHS)))
+  choice(trunk["output_stride"], f"{name}.output_stride", OUTPUT_STRIDES)
   trunk["batch_norm"] = boolean(trunk["batch_norm"], f"{name}.batch_norm")
   return trunk

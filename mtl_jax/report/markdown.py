@@ -1,5 +1,10 @@
 """The text of ``report.md``: run summary, metric table with Delta_m, config.
 
+A run whose config names its benchmark (``config.benchmark = dict(name=
+"nyuv2", protocol="A")``) also gets the published values of that benchmark
+and protocol (:mod:`mtl_jax.report.published`) beside its own, under the
+metric table.
+
 Functions here return markdown strings; they do not draw (see
 :mod:`mtl_jax.report.figures`) or write files (see :mod:`mtl_jax.report`).
 """
@@ -13,6 +18,7 @@ from typing import Mapping, Optional, Sequence
 
 from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.losses.delta_m import delta_m
+from mtl_jax.report import published
 from mtl_jax.report.runs import BASELINE, Run
 from mtl_jax.tasks import Task
 
@@ -150,7 +156,7 @@ def metrics_table(runs: Sequence[Run], split: str,
         "No Delta_m: none of the runs is a single-task baseline. Report a "
         "`mtl-jax compare` directory, or also pass a train run directory named "
         f"`{BASELINE}` (the independent model on the same data and schedule).")
-    return "\n".join(lines), notes
+    return _with_published(lines, runs, baselines, dirs), notes
   cells = []
   for run, base in zip(runs, baselines):
     if base is None or not run.results:
@@ -170,7 +176,98 @@ def metrics_table(runs: Sequence[Run], split: str,
   named = sorted({b.name for b in baselines if b is not None})
   notes.insert(0, "Delta_m%: mean relative change over all metrics vs. the single-task "
                f"baseline ({', '.join(f'`{n}`' for n in named)}); positive is worse.")
-  return "\n".join(lines), notes
+  return _with_published(lines, runs, baselines, dirs), notes
+
+
+def _with_published(lines: list[str], runs, baselines, dirs) -> str:
+  extra = published_tables(runs, baselines, dirs)
+  return "\n".join(lines) + (f"\n\n{extra}" if extra else "")
+
+
+def benchmark_of(run: Run) -> Optional[tuple[str, str]]:
+  """``(name, protocol)`` of the run's ``config.benchmark``, or None."""
+  section = _get(run.config, "benchmark", default=None)
+  if not isinstance(section, dict) or not section.get("name"):
+    return None
+  return str(section["name"]), str(section.get("protocol") or "")
+
+
+def method_of(run: Run) -> str:
+  """The run's method: its aggregation (unless a plain mean or sum), else its
+  weighting, else (no config) the run's name (a compare label)."""
+  aggregation = _get(run.config, "method", "aggregation", default=None)
+  if aggregation and aggregation not in ("mean", "sum", "none"):
+    return str(aggregation)
+  return str(_get(run.config, "method", "weighting", default=run.name))
+
+
+def _statistic(statistic: str, run: Run, base: Optional[Run],
+               dirs: Mapping[str, Mapping[str, Optional[bool]]]) -> str:
+  """The run's own value of a published statistic, formatted, or why not."""
+  if statistic.startswith("auc/"):
+    value = _value(run, statistic.split("/", 1)[1], "auc")
+    return "n/a" if value is None else f"{value:.4f}"
+  if base is None:
+    return "n/a (no baseline)"
+  try:
+    if statistic == "delta_m":
+      return f"{delta_m_of(run, base, dirs):+.2f}"
+    counted = {t: {m: dirs[t][m] for m in metrics}
+               for t, metrics in base.results.items()}
+    return f"{published.delta_p(counted, base.results, run.results or {}):+.2f}"
+  except (ValueError, KeyError, TypeError) as e:
+    return f"n/a ({e})"
+
+
+def published_tables(runs: Sequence[Run], baselines: Sequence[Optional[Run]],
+                     dirs: Mapping[str, Mapping[str, Optional[bool]]]) -> str:
+  """The published values of each benchmark / protocol the runs name, with
+  the runs' own values beside the same method; empty when no run names a
+  benchmark. A single-task run (the baseline) is not listed."""
+  groups: dict = {}
+  for run, base in zip(runs, baselines):
+    key = benchmark_of(run)
+    if key is not None and os.path.basename(os.path.normpath(run.path)) != BASELINE:
+      groups.setdefault(key, []).append((run, base))
+  return "\n\n".join(_published_table(name, protocol, members, dirs)
+                     for (name, protocol), members in groups.items())
+
+
+def _published_table(name: str, protocol: str, members, dirs) -> str:
+  try:
+    rows = published.rows(name, protocol)
+  except ValueError as e:
+    return f"_Published results: {e}_"
+  spec = published.PROTOCOLS[protocol]
+  ours = {}
+  for run, base in members:
+    ours.setdefault(method_of(run), []).append((run, base))
+  lines = [f"**Published results: `{name}`, protocol {protocol}** "
+           f"({'higher' if spec.higher_is_better else 'lower'} is better). "
+           f"{spec.description}.", "",
+           "| method | statistic | published | source | this report |",
+           "|---|---|---|---|---|"]
+  shown = set()
+  for row in rows:
+    mine = ours.get(row.ours, []) if row.ours else []
+    shown.update(id(run) for run, _ in mine)
+    cell = "; ".join(f"`{run.name}` {_statistic(row.statistic, run, base, dirs)}"
+                     for run, base in mine) or DASH
+    value = f"{row.value:.4f}" if row.statistic.startswith("auc/") else f"{row.value:+.2f}"
+    lines.append(f"| {row.method} | {row.statistic} | {value} | "
+                 f"{row.citation.short} | {cell} |")
+  statistics = list(dict.fromkeys(r.statistic for r in rows))
+  for run, base in (m for group in ours.values() for m in group):
+    if id(run) not in shown:
+      for statistic in statistics:
+        lines.append(f"| (not published) | {statistic} | {DASH} | {DASH} | "
+                     f"`{run.name}` {_statistic(statistic, run, base, dirs)} |")
+  lines.append("")
+  lines += [f"- {c.short}: {c.title}; {c.where}." for c in published.cited(rows)]
+  lines += [f"- {n}." for n in dict.fromkeys(r.note for r in rows if r.note)]
+  lines.append("- A published value is comparable only with a run that follows "
+               "the protocol's settings (architecture, schedule, epochs, seeds).")
+  return "\n".join(lines)
 
 
 def _value(run: Run, task: str, metric: str) -> Optional[float]:

@@ -1,10 +1,16 @@
 """The optimizer: optax, partitioned over the shared and task groups.
 
-``config.optimizer`` fields: ``name`` (adam, adamw, sgd, momentum, rmsprop),
+``config.optimizer`` fields: ``name`` (adam, adamw, adam_l2, sgd, momentum,
+rmsprop; ``adam_l2`` is PyTorch's ``Adam(weight_decay=...)``, the L2 term
+added to the gradient before Adam's moments, as LibMTL trains; ``adamw``
+decays the weights apart from them, Loshchilov & Hutter 2019),
 ``learning_rate``, ``task_learning_rate`` (defaults to ``learning_rate``; used
-for the ``tasks`` and ``cross`` groups), ``weight_decay`` (adamw), ``momentum``
-(sgd / momentum), ``schedule`` (constant, cosine, warmup_cosine),
-``warmup_steps``, ``clip_norm`` (0 = off, global norm over all parameters).
+for the ``tasks`` and ``cross`` groups), ``weight_decay`` (adamw, adam_l2), ``momentum``
+(sgd / momentum), ``schedule`` (constant, cosine, warmup_cosine, step),
+``warmup_steps``, ``decay_every`` and ``decay_factor`` (``step``: the rate is
+multiplied by ``decay_factor`` every ``decay_every`` steps, PyTorch's
+``StepLR``: the NYUv2 / Cityscapes protocols halve it every 100 epochs),
+``clip_norm`` (0 = off, global norm over all parameters).
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from __future__ import annotations
 import jax
 import optax
 
-from mtl_jax.validators import at_least, choice, positive
+from mtl_jax.validators import at_least, choice, in_range, positive, positive_int
 
-_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
-_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+_OPTIMIZERS = ("adam", "adamw", "adam_l2", "sgd", "momentum", "rmsprop")
+_SCHEDULES = ("constant", "cosine", "warmup_cosine", "step")
 
 
 def _schedule(config, lr: float, total_steps: int):
@@ -25,6 +31,11 @@ def _schedule(config, lr: float, total_steps: int):
   if kind == "warmup_cosine":
     warmup = int(config.get("warmup_steps", 0))
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
+  if kind == "step":
+    every = positive_int(config.get("decay_every", 0), "optimizer.decay_every")
+    factor = in_range(config.get("decay_factor", 0.5), "optimizer.decay_factor", 0.0, 1.0,
+                      closed="right")
+    return optax.exponential_decay(lr, every, factor, staircase=True)
   return lr
 
 
@@ -34,6 +45,9 @@ def _base(config, lr) -> optax.GradientTransformation:
     return optax.adam(lr)
   if name == "adamw":
     return optax.adamw(lr, weight_decay=float(config.get("weight_decay", 1e-4)))
+  if name == "adam_l2":
+    return optax.chain(optax.add_decayed_weights(float(config.get("weight_decay", 1e-4))),
+                       optax.adam(lr))
   if name == "sgd":
     return optax.sgd(lr)
   if name == "momentum":

@@ -98,6 +98,8 @@ def make_encode_decode(graphdef, tasks: Sequence[Task], *,
 def make_counts(tasks: Sequence[Task]):
   """``counts(batch) -> [T]`` labelled examples per task, without the model.
 
+  For a dense task: its valid pixels (:func:`effective_mask` is per pixel).
+
   The same numbers as the ``counts`` of :func:`task_losses`; gradient
   accumulation needs them before the first micro-batch is run.
   """

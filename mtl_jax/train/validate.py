@@ -51,13 +51,17 @@ def check_devices(train: settings_lib.TrainSettings,
 
 
 def check_data_prepared(data_config) -> None:
-  """Raises ``catalog.MissingDataError`` if a catalog dataset's TFDS data is
-  not prepared under ``data.data_dir`` (embedded datasets are generated);
-  in multi-input mode, for each source's dataset."""
+  """Raises ``catalog.MissingDataError`` if a catalog dataset's TFDS data, or
+  a file dataset's files (NYUv2, Cityscapes, Office), are not prepared under
+  ``data.data_dir`` (embedded datasets are generated); in multi-input mode,
+  for each source's dataset."""
   for section in data.sections(data_config):
     spec = data.get_spec(section.get("name") or "")
-    catalog.check_prepared(spec, base.resolve_options(spec, section),
-                           base.data_dir(section))
+    options, root = base.resolve_options(spec, section), base.data_dir(section)
+    catalog.check_prepared(spec, options, root)
+    check = getattr(spec, "check", None)  # files.FileDatasetSpec
+    if check is not None:
+      check(options, root)
 
 
 class EmptyBatches(ValueError):

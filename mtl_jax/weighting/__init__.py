@@ -11,8 +11,8 @@ from mtl_jax.weighting.base import EmptyState, Weighting
 REGISTRY = Registry("weighting method", __name__, {
     name: f"{name}:{name}" for name in (
         "equal", "fixed", "uncertainty", "dwa", "rlw", "gls", "scale_invariant",
-        "imtl_l", "gradnorm", "famo", "stch", "db_mtl", "excess_mtl",
-        "task_exponent")})
+        "imtl_l", "gradnorm", "famo", "stch", "db_mtl_norms",
+        "excess_mtl_norms", "task_exponent")})
 
 
 def get(name: str, **hparams) -> Weighting:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtl_jax.validators import above, at_least, hyperparameter, positive_int
+from mtl_jax.validators import above, at_least, choice, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -22,7 +22,8 @@ class FAMOState(NamedTuple):
 
 
 def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
-         eps: float = base.LOSS_EPS) -> base.Weighting:
+         eps: float = base.LOSS_EPS, weights_sum: str = "num_tasks"
+         ) -> base.Weighting:
   """FAMO: decrease all task losses at the same (log) rate, in O(1).
 
   FAMO keeps logits ``xi`` (initially 0) and ``z = softmax(xi)``. The model is
@@ -36,7 +37,8 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
   They sum to ``K``: this is FAMO's update (whose weights sum to 1) times
   ``K``, so that it matches equal weighting's scale; with FAMO's own
   hyperparameters use a ``K`` times smaller model learning rate to reproduce
-  the paper exactly. Weights are computed as ``K softmax(xi - log(L + eps))``,
+  the paper exactly, or pass ``weights_sum="one"`` for FAMO's own weights
+  (``c z_t / (L_t + eps)``, summing to 1). Weights are computed as ``K softmax(xi - log(L + eps))``,
   finite for any loss.
 
   After a model step FAMO measures each task's log-loss decrease
@@ -62,6 +64,8 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
     weight_decay: the logits' L2 regularisation ``gamma`` (>= 0); 1e-3 as in
       the paper's Algorithm 2 and LibMTL (the official code defaults to 1e-5).
     eps: added to losses in the logs (> 0).
+    weights_sum: ``"num_tasks"`` (default: weights sum to ``K``, the scale
+      of equal weighting) or ``"one"`` (the paper's and official code's).
 
   Returns:
     A :class:`~mtl_jax.weighting.base.Weighting` with state :class:`FAMOState`.
@@ -82,6 +86,7 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
   above(learning_rate, hyperparameter("learning_rate"), 0)
   at_least(weight_decay, hyperparameter("weight_decay"), 0)
   above(eps, hyperparameter("eps"), 0)
+  choice(weights_sum, hyperparameter("weights_sum"), ("num_tasks", "one"))
   inner = optax.chain(optax.add_decayed_weights(weight_decay),
                       optax.adam(learning_rate))
 
@@ -110,7 +115,8 @@ def famo(learning_rate: float = 0.025, weight_decay: float = 1e-3,
         lambda new, old: jnp.where(started, new, old),
         (logits, opt_state), (state.logits, state.opt_state))
 
-    weights = num_tasks * jax.nn.softmax(logits - log_losses)
+    total = num_tasks if weights_sum == "num_tasks" else 1
+    weights = total * jax.nn.softmax(logits - log_losses)
     new_state = FAMOState(logits, opt_state, current, state.count + 1)
     return weights.astype(losses.dtype), new_state
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from mtl_jax.aggregation.gramians import task_norms
-from mtl_jax.validators import above, at_least, hyperparameter, positive_int
+from mtl_jax.validators import (above, at_least, choice, hyperparameter,
+                                 positive_int)
 from mtl_jax.weighting import base
 
 
@@ -17,6 +18,7 @@ class GradNormState(NamedTuple):
   """State of :func:`gradnorm`."""
 
   weights: jax.Array  # [T] learned task weights, positive, summing to T
+  logits: jax.Array  # [T] s with w = T softmax(s) ("softmax"), else unused
   initial_losses: jax.Array  # [T] L_t(0), the losses of the first update
   opt_state: optax.OptState  # inner optimizer state for weights ([T] leaves)
   count: jax.Array  # [] int32, number of updates so far
@@ -29,6 +31,7 @@ def gradnorm(
     min_weight: float = 1e-3,
     optimizer: optax.GradientTransformation | None = None,
     eps: float = base.LOSS_EPS,
+    parametrization: str = "direct",
 ) -> base.Weighting:
   """GradNorm: learn weights that equalise the tasks' training rates.
 
@@ -51,6 +54,17 @@ def gradnorm(
   first update stores ``L(0)``. Loss ratios are computed in log space with
   ``eps`` so losses of 0 stay finite.
 
+  Parametrisation: the paper (and the default ``"direct"``) learns ``w``
+  itself, clamped and renormalised as above. LibMTL learns logits ``s`` with
+  ``w = K softmax(s)`` (``s = 0`` at the start, no clamp needed);
+  ``parametrization="softmax"`` does that, stepping ``s`` along
+
+    d L_grad / d s = K p * (v - p . v),   p = softmax(s),
+    v_t = sign(G_t - Gbar r_t^alpha) n_t.
+
+  (LibMTL also lets ``L_grad`` backpropagate into the network and starts
+  after one epoch of equal weights; neither is reproduced.)
+
   The paper takes the gradient norms w.r.t. the last shared layer; the trainer
   here passes the Gramian of the gradients w.r.t. all shared parameters (or
   the shared representation, depending on its engine). The paper trains ``w``
@@ -66,6 +80,7 @@ def gradnorm(
       weights positive.
     optimizer: optax transformation for ``w`` replacing Adam.
     eps: added to losses inside the log of the loss ratio (> 0).
+    parametrization: ``"direct"`` (the paper) or ``"softmax"`` (LibMTL).
 
   Returns:
     A :class:`~mtl_jax.weighting.base.Weighting` with state
@@ -92,12 +107,17 @@ def gradnorm(
   inner = base.inner_optimizer(learning_rate, optimizer)
   above(min_weight, hyperparameter("min_weight"), 0)
   above(eps, hyperparameter("eps"), 0)
+  choice(parametrization, hyperparameter("parametrization"),
+         ("direct", "softmax"))
+  softmax = parametrization == "softmax"
 
   def init(num_tasks: int) -> GradNormState:
     num_tasks = positive_int(num_tasks, "num_tasks")
     weights = jnp.ones((num_tasks,), jnp.float32)
-    return GradNormState(weights, jnp.ones((num_tasks,), jnp.float32),
-                         inner.init(weights), jnp.zeros((), jnp.int32))
+    logits = jnp.zeros((num_tasks,), jnp.float32)
+    return GradNormState(weights, logits, jnp.ones((num_tasks,), jnp.float32),
+                         inner.init(logits if softmax else weights),
+                         jnp.zeros((), jnp.int32))
 
   def update(losses: jax.Array, state: GradNormState, *,
              gramian: jax.Array | None = None, **extras):
@@ -119,10 +139,20 @@ def gradnorm(
     target = jax.lax.stop_gradient(mean_norm * jnp.exp(alpha * log_r))
     grad = jnp.sign(weighted_norms - target) * norms
 
-    updates, opt_state = inner.update(grad, state.opt_state, weights)
-    new_weights = jnp.maximum(optax.apply_updates(weights, updates), min_weight)
-    new_weights = num_tasks * new_weights / jnp.sum(new_weights)
-    new_state = GradNormState(new_weights, initial, opt_state, state.count + 1)
+    if softmax:
+      p = jax.nn.softmax(state.logits)
+      grad_s = num_tasks * p * (grad - jnp.dot(p, grad))
+      updates, opt_state = inner.update(grad_s, state.opt_state, state.logits)
+      logits = optax.apply_updates(state.logits, updates)
+      new_weights = num_tasks * jax.nn.softmax(logits)
+    else:
+      updates, opt_state = inner.update(grad, state.opt_state, weights)
+      new_weights = jnp.maximum(optax.apply_updates(weights, updates),
+                                min_weight)
+      new_weights = num_tasks * new_weights / jnp.sum(new_weights)
+      logits = state.logits
+    new_state = GradNormState(new_weights, logits, initial, opt_state,
+                              state.count + 1)
     return weights.astype(losses.dtype), new_state
 
   return base.Weighting(init, update, frozenset({"gramian"}))

@@ -11,8 +11,8 @@ from mtl_jax.weighting import base
 _DISTRIBUTIONS = ("normal", "dirichlet")
 
 
-def rlw(distribution: str = "normal", concentration: float = 1.0
-       ) -> base.Weighting:
+def rlw(distribution: str = "normal", concentration: float = 1.0,
+        weights_sum: str = "num_tasks") -> base.Weighting:
   """Random loss weighting: fresh random weights at every step.
 
   At each update the weights are drawn from ``key`` (the trainer passes
@@ -24,11 +24,15 @@ def rlw(distribution: str = "normal", concentration: float = 1.0
 
   Both give weights that sum to ``K`` (the scale of equal weighting) and have
   mean 1 for every task. The normal/softmax variant is the paper's default.
+  The paper's weights (and LibMTL's ``softmax(randn(K))``) sum to 1, i.e.
+  ``K`` times smaller: ``weights_sum="one"`` gives them (use a ``K`` times
+  larger learning rate to match the default's scale).
 
   Args:
     distribution: ``"normal"`` or ``"dirichlet"``.
     concentration: Dirichlet concentration (> 0); larger values give weights
       closer to 1. Ignored for ``"normal"``.
+    weights_sum: ``"num_tasks"`` (default) or ``"one"`` (the paper's).
 
   Returns:
     A stateless :class:`~mtl_jax.weighting.base.Weighting`; ``update``
@@ -53,6 +57,7 @@ def rlw(distribution: str = "normal", concentration: float = 1.0
   """
   choice(distribution, hyperparameter("distribution"), _DISTRIBUTIONS)
   above(concentration, hyperparameter("concentration"), 0)
+  choice(weights_sum, hyperparameter("weights_sum"), ("num_tasks", "one"))
 
   def draw(losses: jax.Array, *, key: jax.Array | None = None,
            **extras) -> jax.Array:
@@ -60,10 +65,11 @@ def rlw(distribution: str = "normal", concentration: float = 1.0
     if key is None:
       raise ValueError("rlw needs a PRNG key: call update(..., key=key).")
     num_tasks = losses.shape[0]
+    total = num_tasks if weights_sum == "num_tasks" else 1
     if distribution == "normal":
       z = jax.random.normal(key, (num_tasks,), losses.dtype)
-      return num_tasks * jax.nn.softmax(z)
+      return total * jax.nn.softmax(z)
     alpha = jnp.full((num_tasks,), concentration, losses.dtype)
-    return num_tasks * jax.random.dirichlet(key, alpha, dtype=losses.dtype)
+    return total * jax.random.dirichlet(key, alpha, dtype=losses.dtype)
 
   return base.stateless(draw)

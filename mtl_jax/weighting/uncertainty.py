@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtl_jax.validators import above, hyperparameter, positive_int
+from mtl_jax.validators import above, choice, hyperparameter, positive_int
 from mtl_jax.weighting import base
 
 
@@ -26,6 +26,7 @@ def uncertainty(
     init_log_var: float = 0.0,
     max_abs_log_var: float = 30.0,
     optimizer: optax.GradientTransformation | None = None,
+    form: str = "log_variance",
 ) -> base.Weighting:
   """Uncertainty weighting: learned homoscedastic log-variances.
 
@@ -49,6 +50,14 @@ def uncertainty(
   loss that stays at exactly 0 (optimum ``s = -inf``) cannot overflow
   ``exp(-s)``; the clip is inactive for losses in ``[e^-30, e^30]``.
 
+  ``form="regression"`` uses Kendall et al.'s regression likelihood itself,
+  ``sum_t L_t / (2 sigma_t^2) + log sigma_t = sum_t (exp(-s_t) L_t + s_t) /
+  2``: half the default objective, so the weights are ``exp(-s_t) / 2`` and
+  the gradient w.r.t. ``s`` is halved (which Adam's step, invariant to the
+  gradient scale, barely notices; an SGD ``optimizer`` moves ``s`` half as
+  fast). The default (``"log_variance"``) weights are twice the regression
+  form's.
+
   In the paper ``s`` is trained by the network's optimizer; here it has its own
   optimizer whose state lives in :class:`UncertaintyState`, so ``update`` is
   pure and self-contained.
@@ -59,6 +68,8 @@ def uncertainty(
     init_log_var: initial ``s_t`` for every task (finite); 0 gives weights 1.
     max_abs_log_var: bound on ``|s_t|`` (> 0).
     optimizer: optax transformation for ``s`` replacing Adam.
+    form: ``"log_variance"`` (default, LibMTL's ``exp(-s) L + s``) or
+      ``"regression"`` (Kendall et al.'s ``(exp(-s) L + s) / 2``).
 
   Returns:
     A :class:`~mtl_jax.weighting.base.Weighting` with state
@@ -81,6 +92,8 @@ def uncertainty(
   """
   inner = base.inner_optimizer(learning_rate, optimizer)
   above(max_abs_log_var, hyperparameter("max_abs_log_var"), 0)
+  choice(form, hyperparameter("form"), ("log_variance", "regression"))
+  half = 0.5 if form == "regression" else 1.0
   if not np.isfinite(init_log_var) or abs(init_log_var) > max_abs_log_var:
     raise ValueError(
         "Hyperparameter 'init_log_var' must be finite and within "
@@ -95,8 +108,8 @@ def uncertainty(
     del extras
     losses = base.as_losses(losses, state.log_vars.shape[0])
     log_vars = state.log_vars
-    weights = jnp.exp(-log_vars)
-    grad = 1.0 - weights * jnp.maximum(losses, 0.0).astype(log_vars.dtype)
+    weights = half * jnp.exp(-log_vars)
+    grad = half - weights * jnp.maximum(losses, 0.0).astype(log_vars.dtype)
     updates, opt_state = inner.update(grad, state.opt_state, log_vars)
     log_vars = jnp.clip(optax.apply_updates(log_vars, updates),
                         -max_abs_log_var, max_abs_log_var)

@@ -113,3 +113,19 @@ def test_rounding_noise_of_collinear_gradients_is_cut():
   for bk, j in zip(b, jac):
     np.testing.assert_allclose(bk.sum(1) @ j, j.sum(0), rtol=1e-4,
                                atol=1e-4 * np.abs(j).max())
+
+
+@pytest.mark.parametrize("reduction,divisor", [("sum", 1.0), ("mean", 4.0)])
+def test_weights_match_the_papers_formula(reduction, divisor):
+  # The paper / LibMTL: B = sqrt(lambda_min) V diag(lambda^-1/2) V^T on the
+  # eigenpairs of G = J J^T, w = B 1 (TorchJD's mean preference: B 1 / T).
+  jac = RNG.normal(size=(4, 7)) + RNG.normal(size=(1, 7))
+  gram = jac @ jac.T
+  lam, vec = np.linalg.eigh(gram)
+  b = np.sqrt(lam.min()) * (vec / np.sqrt(lam)) @ vec.T
+  expected = b.sum(1) / divisor
+  agg = aggregation.get("aligned_mtl", reduction=reduction)
+  w, _ = jax.jit(agg.weights)(jnp.asarray(gram, jnp.float32), agg.init(4))
+  np.testing.assert_allclose(w, expected, rtol=2e-4)
+  with pytest.raises(ValueError, match="reduction"):
+    aggregation.get("aligned_mtl", reduction="max")

@@ -122,3 +122,20 @@ def test_rank_one_gramian_with_negative_rounding_eigenvalue():
   assert np.all(np.linalg.norm(w_free, axis=1)
                 <= 1.05 * np.sqrt(3 / 1e-8) / np.sqrt(s))
   assert np.all(np.abs(np.sum(w * jacs, axis=1)) <= 1.0 + 1e-5)
+
+
+def test_scale_by_num_tasks_as_the_reference_code():
+  # The reference multiplies the fair weights by T before clipping: w / T
+  # solves G (w / T) = (w / T)^(-1 / alpha), then the update is clipped.
+  jac = RNG.normal(size=(BATCH, 4, 10)) * np.array(
+      [1e-3, 0.1, 1.0, 10.0, 100.0, 1e4])[:, None, None]
+  w, gram = _weights(jac, alpha=2.0, max_norm=0.0, scale_by_num_tasks=True)
+  for g, wb in zip(gram, w):
+    v = wb / 4
+    np.testing.assert_allclose(g @ v, v ** (-0.5), rtol=1e-4)
+  w_clip, _ = _weights(jac, alpha=2.0, max_norm=1.0, scale_by_num_tasks=True)
+  for g, wb, wc in zip(gram, w, w_clip):
+    norm = np.sqrt(wb @ g @ wb)
+    np.testing.assert_allclose(wc, wb * min(1.0, 1.0 / norm), rtol=1e-4)
+  with pytest.raises(ValueError, match="scale_by_num_tasks"):
+    aggregation.get("fairgrad", scale_by_num_tasks=1)

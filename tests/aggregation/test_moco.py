@@ -88,3 +88,49 @@ def test_contract_weights_none_needs_params_and_losses():
 def test_out_of_domain_hyperparameters_raise(hparams, name):
   with pytest.raises(ValueError, match=name):
     aggregation.get("moco", **hparams)
+
+
+def _moco_reference(seq, softmax, beta=0.5, beta_sigma=0.5, gamma=0.1,
+                    gamma_sigma=0.5, rho=0.0):
+  """Fernando et al. (2023), Algorithm 1, in float64 numpy; ``softmax``
+  replaces the simplex projection by LibMTL's softmax."""
+  def project(v):  # Sort-based Euclidean projection onto the simplex.
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    rho_ = np.nonzero(u - css / np.arange(1, len(v) + 1) > 0)[0][-1]
+    return np.maximum(v - css[rho_] / (rho_ + 1), 0.0)
+
+  t = seq.shape[1]
+  y = np.zeros(seq.shape[1:])
+  lam = np.full(t, 1.0 / t)
+  out = []
+  for k, g in enumerate(seq, start=1):
+    y = y - beta / k**beta_sigma * (y - g)
+    v = lam - gamma / k**gamma_sigma * (y @ y.T + rho * np.eye(t)) @ lam
+    lam = np.exp(v - v.max()) / np.exp(v - v.max()).sum() if softmax \
+        else project(v)
+    out.append((lam.copy(), lam @ y))
+  return out
+
+
+@pytest.mark.parametrize("lambda_update", ["project", "softmax"])
+def test_matches_the_reference_over_steps(lambda_update):
+  rng = np.random.default_rng(5)
+  seq = rng.normal(size=(8, 3, 2)) * np.array([3.0, 1.0, 0.2])[:, None]
+  seq = seq.astype(np.float32).astype(np.float64)
+  agg = aggregation.get("moco", gamma=0.5, rho=0.1,
+                        lambda_update=lambda_update)
+  _, ds, lams = _run(agg, seq)
+  expected = _moco_reference(seq, lambda_update == "softmax", gamma=0.5,
+                             rho=0.1)
+  for (lam, d), lam_ours, d_ours in zip(expected, lams, ds):
+    np.testing.assert_allclose(lam_ours, lam, atol=1e-6)
+    np.testing.assert_allclose(d_ours, d, atol=1e-5)
+  # The two updates really differ on this sequence.
+  other = _moco_reference(seq, lambda_update != "softmax", gamma=0.5, rho=0.1)
+  assert np.abs(other[-1][0] - lams[-1]).max() > 1e-3
+
+
+def test_lambda_update_is_validated():
+  with pytest.raises(ValueError, match="lambda_update"):
+    aggregation.get("moco", lambda_update="exp")

@@ -27,12 +27,12 @@ def test_hand_computed_orthogonal_and_duplicated():
   # g = (3, 4, 0, 0): 25 * 4 a = 1 / a -> a = 1 / (2 * 5) = 0.1.
   g = np.array([3.0, 4.0, 0.0, 0.0])
   jac = np.stack([np.diag([2.0, 0.5, 1.0, 4.0]), np.stack([g] * 4)])
-  w, gram = _weights(jac, normalize=False, max_norm=0.0)
+  w, gram = _weights(jac, max_norm=0.0)
   np.testing.assert_allclose(w[0], [0.5, 2.0, 1.0, 0.25], rtol=1e-5)
   np.testing.assert_allclose(w[1], 0.1, rtol=1e-5)
-  # Reference normalisation: solved on G / ||G||_F and returned as such,
-  # i.e. sqrt(||G||_F) times the raw solution.
-  w_ref, _ = _weights(jac, max_norm=0.0)
+  # homogeneous=True: solved on G / ||G||_F and returned as such, i.e.
+  # sqrt(||G||_F) times the raw solution.
+  w_ref, _ = _weights(jac, max_norm=0.0, homogeneous=True)
   for wr, wb, gb in zip(w_ref, w, gram):
     np.testing.assert_allclose(wr, wb * np.sqrt(np.linalg.norm(gb)),
                                rtol=1e-5)
@@ -40,8 +40,8 @@ def test_hand_computed_orthogonal_and_duplicated():
 
 def test_bargaining_equations_hold_and_every_task_improves():
   jac = RNG.normal(size=(BATCH, 4, 10))
-  w, gram = _weights(jac, normalize=False, max_norm=0.0)
-  w_ref, _ = _weights(jac, max_norm=0.0)
+  w, gram = _weights(jac, max_norm=0.0)
+  w_ref, _ = _weights(jac, max_norm=0.0, homogeneous=True)
   for g, wb, wr, jb in zip(gram, w, w_ref, jac):
     assert np.all(wb > 0)
     np.testing.assert_allclose((g @ wb) * wb, 1.0, atol=1e-4)
@@ -63,8 +63,7 @@ def test_max_norm_clips_the_update():
 
 
 def test_update_weights_every_holds_weights_in_state():
-  agg = aggregation.get("nash_mtl", update_weights_every=3, max_norm=0.0,
-                        normalize=False)
+  agg = aggregation.get("nash_mtl", update_weights_every=3, max_norm=0.0)
   step = jax.jit(agg.update)
   grads = [{"w": jnp.asarray(RNG.normal(size=(3, 5)), jnp.float32)}
            for _ in range(4)]
@@ -102,12 +101,17 @@ def test_out_of_domain_hyperparameters_raise(hparams, name):
 # max_norm = 1, which wrecked Adam's second moment.
 REPRO_JAC = np.array([[-0.19899285, -0.00027255394],
                       [0.8087746, 0.0011050203]], np.float32)
-BOUND = np.sqrt(2 / 1e-8)   # ||alpha|| <= sqrt(T / reg_eps): the ridge bound.
+BOUND = np.sqrt(2 / 1e-8) * (1 + 1e-5)  # ||alpha|| <= sqrt(T / reg_eps).
 
 
 def _update(jac, **hparams):
+  """(d, w, alpha) with alpha scaled to the normalised Gramian's solution
+  (sqrt(||G||_F) alpha, floored like the solver), which the ridge bounds."""
   d, w, state = helpers.update("nash_mtl", jac, **hparams)
-  return d, w, np.asarray(state.alpha, np.float64)
+  jac32 = np.asarray(jac, np.float32)
+  gram = (jac32 @ jac32.T).astype(np.float64)
+  scale = max(np.linalg.norm(gram), 1e-20)
+  return d, w, np.asarray(state.alpha, np.float64) * np.sqrt(scale)
 
 
 def test_anti_parallel_to_float32_precision_is_clipped():
@@ -139,3 +143,49 @@ def test_rank_one_gramian_with_negative_rounding_eigenvalue():
   assert np.all(alpha > 0)
   assert np.all(np.linalg.norm(alpha, axis=1) <= np.sqrt(3 / 1e-8))
   assert np.all(np.abs(np.sum(w * jacs, axis=1)) <= 1.0 + 1e-5)
+
+
+def _bargaining_solution(gram):
+  """Positive solution of G alpha = 1 / alpha (float64 numpy): damped Newton
+  on the strictly convex 1/2 a^T G a - sum_t log a_t."""
+  a = 1.0 / np.sqrt(np.diag(gram))
+  f = lambda x: 0.5 * x @ gram @ x - np.sum(np.log(x))
+  for _ in range(200):
+    grad = gram @ a - 1.0 / a
+    step = np.linalg.solve(gram + np.diag(1.0 / a**2), grad)
+    t = 1.0
+    while np.any(a - t * step <= 0) or f(a - t * step) > f(a):
+      t *= 0.5
+    a = a - t * step
+  np.testing.assert_allclose(gram @ a, 1.0 / a, rtol=1e-10)
+  return a
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_default_is_the_raw_bargaining_solution_as_in_the_authors_code(scale):
+  # The authors' code solves on G / ||G||_F but its constraint
+  # alpha_t * s * (G / s alpha)_t >= 1 scales the normalisation back out:
+  # the weights solve (G alpha)_t = 1 / alpha_t for the raw G.
+  jac = RNG.normal(size=(BATCH, 4, 10)) + RNG.normal(size=(BATCH, 1, 10))
+  jac = scale * jac
+  w, gram = _weights(jac, max_norm=0.0)
+  for g, wb in zip(gram, w):
+    expected = _bargaining_solution(g)
+    np.testing.assert_allclose(wb, expected, rtol=2e-4)
+    # The update norm is sqrt(alpha^T G alpha) = sqrt(T), whatever the scale.
+    np.testing.assert_allclose(np.sqrt(wb @ g @ wb), 2.0, rtol=2e-4)
+  # homogeneous=True: sqrt(||G||_F) times the raw solution.
+  wh, _ = _weights(jac, max_norm=0.0, homogeneous=True)
+  for g, wb in zip(gram, wh):
+    np.testing.assert_allclose(
+        wb, np.sqrt(np.linalg.norm(g)) * _bargaining_solution(g), rtol=2e-4)
+
+
+def test_scaled_gradients_are_clipped_like_the_authors_code():
+  # With max_norm = 1 (their clip_grad_norm_ default) the update of 0.01 *
+  # J is the raw bargaining update sqrt(T) long, clipped to norm 1.
+  jac = 0.01 * (RNG.normal(size=(BATCH, 4, 10)) + RNG.normal(size=(BATCH, 1, 10)))
+  w, gram = _weights(jac, max_norm=1.0)
+  for g, wb in zip(gram, w):
+    expected = _bargaining_solution(g) / 2.0  # ||J^T alpha|| = sqrt(4).
+    np.testing.assert_allclose(wb, expected, rtol=2e-4)

@@ -81,3 +81,26 @@ def test_matches_brute_force_projection_and_stays_in_the_dual_cone():
 def test_out_of_domain_hyperparameters_raise(hparams, name):
   with pytest.raises(ValueError, match=name):
     aggregation.get("upgrad", **hparams)
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_trace_threshold_gives_torchjds_mean_below_it(name):
+  # Conflicting gradients with tr(G) ~ 1e-6: by default still projected (as
+  # at unit scale, computed in numpy); with trace_threshold = 1e-4 (TorchJD's
+  # norm_eps) the Gramian counts as zero and the update is the mean.
+  jac = np.array([[1.0, 0.0, 0.5], [-0.8, 0.6, 0.0], [0.1, -0.9, 0.3]])
+  small = 4e-4 * jac
+  assert np.trace(small @ small.T) < 1e-4
+  if name == "upgrad":
+    expected = np.mean([helpers.project_onto_dual_cone(small, g)
+                        for g in small], axis=0)
+  else:
+    expected = helpers.project_onto_dual_cone(small, small.mean(0))
+  d, _, _ = helpers.update(name, small, reg_eps=0.0)
+  np.testing.assert_allclose(d, expected, rtol=1e-3, atol=1e-9)
+  assert np.abs(d - small.mean(0)).max() > 1e-2 * np.abs(small).max()
+  d, w, _ = helpers.update(name, small, reg_eps=0.0, trace_threshold=1e-4)
+  np.testing.assert_allclose(w, np.full(3, 1 / 3), rtol=1e-6)
+  np.testing.assert_allclose(d, small.mean(0), rtol=1e-5)
+  with pytest.raises(ValueError, match="trace_threshold"):
+    aggregation.get(name, trace_threshold=-1.0)

@@ -158,7 +158,7 @@ def test_missing_or_misshapen_gramian_raises(name):
 
 def test_needs_gramian_exactly_where_used():
   needing = {n for n in NAMES if "gramian" in make(n, 3).needs}
-  assert needing == {"gradnorm", "db_mtl", "excess_mtl"}
+  assert needing == {"gradnorm", "db_mtl_norms", "excess_mtl_norms"}
 
 
 def test_unknown_name_lists_valid_names():
@@ -175,5 +175,5 @@ def test_unknown_name_lists_valid_names():
 def test_registry_lists_every_method():
   assert set(NAMES) == {
       "equal", "fixed", "uncertainty", "dwa", "rlw", "gls", "scale_invariant",
-      "imtl_l", "gradnorm", "famo", "stch", "db_mtl", "excess_mtl",
-      "task_exponent"}
+      "imtl_l", "gradnorm", "famo", "stch", "db_mtl_norms",
+      "excess_mtl_norms", "task_exponent"}

@@ -14,11 +14,13 @@ def _softmax(x):
   return e / e.sum()
 
 
-def test_hand_computed_four_updates():
+@pytest.mark.parametrize("weights_sum,total", [("num_tasks", 3), ("one", 1)])
+def test_hand_computed_four_updates(weights_sum, total):
   lr, gamma = 0.025, 1e-3
   losses_seq = np.array([[1.0, 3.0, 0.5], [0.5, 2.9, 0.45], [0.4, 2.5, 0.3],
                          [0.39, 2.0, 0.3]])
-  method = weighting.get("famo", learning_rate=lr, weight_decay=gamma)
+  method = weighting.get("famo", learning_rate=lr, weight_decay=gamma,
+                         weights_sum=weights_sum)
   state = method.init(3)
   adam, xi = NumpyAdam(lr, weight_decay=gamma), np.zeros(3)
   prev = None
@@ -30,7 +32,8 @@ def test_hand_computed_four_updates():
       xi = adam.step(xi, z * (delta - z @ delta))
     np.testing.assert_allclose(state.logits, xi, rtol=1e-4, atol=1e-6)
     c = _softmax(xi) / losses
-    np.testing.assert_allclose(weights, 3 * c / c.sum(), rtol=1e-5)
+    # FAMO's weights c z / L sum to 1 (total = 1); the default scales by K.
+    np.testing.assert_allclose(weights, total * c / c.sum(), rtol=1e-5)
     prev = losses
 
 
@@ -79,6 +82,7 @@ def test_task_that_improves_more_loses_weight():
     ({"learning_rate": 0.0}, "learning_rate"),
     ({"weight_decay": -1e-3}, "weight_decay"),
     ({"eps": 0.0}, "eps"),
+    ({"weights_sum": "two"}, "weights_sum"),
 ])
 def test_bad_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=f"'{name}'"):

@@ -61,3 +61,35 @@ def test_slower_task_gets_larger_weight():
 def test_bad_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=f"'{name}'"):
     weighting.get("gradnorm", **kwargs)
+
+
+def test_softmax_parametrisation_as_libmtl_over_steps():
+  # LibMTL: w = K softmax(s), s trained by Adam on L_grad(s) = sum_t
+  # |w_t(s) n_t - target_t| with the target held constant; the gradient
+  # w.r.t. s is taken here by central differences in float64.
+  lr, alpha = 0.05, 1.5
+  losses_seq = np.array([[1.0, 2.0, 0.5], [0.9, 1.0, 0.45], [0.8, 0.6, 0.5],
+                         [0.7, 0.5, 0.5]])
+  norms = np.array([1.0, 3.0, 0.5])
+  gramian = jnp.asarray(np.diag(norms ** 2), jnp.float32)
+  method = weighting.get("gradnorm", alpha=alpha, learning_rate=lr,
+                         parametrization="softmax")
+  state = method.init(3)
+  adam, s = NumpyAdam(lr), np.zeros(3)
+  w_of = lambda s: 3 * np.exp(s) / np.exp(s).sum()
+  for losses in losses_seq:
+    weights, state = method.update(jnp.asarray(losses, jnp.float32), state,
+                                   gramian=gramian)
+    np.testing.assert_allclose(weights, w_of(s), rtol=1e-5)
+    rate = losses / losses_seq[0]
+    r = rate / rate.mean()
+    target = (w_of(s) * norms).mean() * r ** alpha
+    l_grad = lambda x: np.abs(w_of(x) * norms - target).sum()
+    h = 1e-6
+    grad = np.array([(l_grad(s + h * e) - l_grad(s - h * e)) / (2 * h)
+                     for e in np.eye(3)])
+    s = adam.step(s, grad)
+    np.testing.assert_allclose(state.logits, s, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(state.weights, w_of(s), rtol=1e-5)
+  with pytest.raises(ValueError, match="parametrization"):
+    weighting.get("gradnorm", parametrization="exp")

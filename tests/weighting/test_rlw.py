@@ -8,12 +8,13 @@ import pytest
 import mtl_jax.weighting as weighting
 
 
-def test_normal_hand_computed_from_the_same_draw():
+@pytest.mark.parametrize("weights_sum,total", [("num_tasks", 3), ("one", 1)])
+def test_normal_hand_computed_from_the_same_draw(weights_sum, total):
   key = jax.random.key(7)
-  method = weighting.get("rlw")
+  method = weighting.get("rlw", weights_sum=weights_sum)
   weights, _ = method.update(jnp.ones(3), method.init(3), key=key)
   z = np.asarray(jax.random.normal(key, (3,)), np.float64)
-  expected = 3 * np.exp(z) / np.exp(z).sum()
+  expected = total * np.exp(z) / np.exp(z).sum()  # The paper: total = 1.
   np.testing.assert_allclose(weights, expected, rtol=1e-5)
 
 
@@ -57,3 +58,5 @@ def test_missing_key_and_bad_hyperparameters_raise():
     weighting.get("rlw", distribution="uniform")
   with pytest.raises(ValueError, match="'concentration'"):
     weighting.get("rlw", distribution="dirichlet", concentration=0.0)
+  with pytest.raises(ValueError, match="'weights_sum'"):
+    weighting.get("rlw", weights_sum=1)

@@ -50,3 +50,26 @@ def test_custom_optimizer_and_zero_loss_stays_bounded():
 def test_bad_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=f"'{name}'"):
     weighting.get("uncertainty", **kwargs)
+
+
+def test_regression_form_is_kendalls_likelihood_over_steps():
+  # Kendall et al.: L / (2 sigma^2) + log sigma = (exp(-s) L + s) / 2, so
+  # w = exp(-s) / 2 and d/ds = (1 - exp(-s) L) / 2; checked with SGD (which,
+  # unlike Adam, sees the factor 1/2) and with Adam.
+  losses_seq = np.array([[2.0, 0.5], [1.5, 0.6], [1.0, 0.4], [0.8, 0.7]])
+  for opt, numpy_step in ((optax.sgd(0.3), lambda s, g: s - 0.3 * g),
+                          (None, NumpyAdam(0.1).step)):
+    kwargs = {"optimizer": opt} if opt is not None else {"learning_rate": 0.1}
+    method = weighting.get("uncertainty", form="regression", **kwargs)
+    state = method.init(2)
+    s = np.zeros(2)
+    for losses in losses_seq:
+      weights, state = method.update(jnp.asarray(losses, jnp.float32), state)
+      np.testing.assert_allclose(weights, 0.5 * np.exp(-s), rtol=1e-5)
+      s = numpy_step(s, 0.5 * (1.0 - np.exp(-s) * losses))
+      np.testing.assert_allclose(state.log_vars, s, rtol=1e-5, atol=1e-6)
+
+
+def test_form_is_validated():
+  with pytest.raises(ValueError, match="form"):
+    weighting.get("uncertainty", form="classification")

@@ -1,4 +1,4 @@
-"""ExcessMTL: robust multi-task learning with excess risks."""
+"""ExcessMTL's loss-level approximation (``excess_mtl_norms``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mtl_jax.weighting import base
 
 
 class ExcessMTLState(NamedTuple):
-  """State of :func:`excess_mtl`."""
+  """State of :func:`excess_mtl_norms`."""
 
   log_weights: jax.Array  # [T] log task weights, logsumexp = log T
   sq_grad_sum: jax.Array  # [T] running sum of ||grad L_t||^2 (AdaGrad)
@@ -20,9 +20,11 @@ class ExcessMTLState(NamedTuple):
   count: jax.Array  # [] int32, number of updates so far
 
 
-def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
+def excess_mtl_norms(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
                eps: float = base.LOSS_EPS) -> base.Weighting:
-  """ExcessMTL: up-weight the tasks furthest from their own optimum.
+  """ExcessMTL from the Gramian: a scalar AdaGrad accumulator per task.
+
+  Registered as ``excess_mtl_norms``.
 
   ExcessMTL weights tasks by their *excess risk* ``L_t(theta) - L_t*`` rather
   than by the loss itself, so tasks with large irreducible noise do not take
@@ -41,7 +43,9 @@ def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
   the first update only records ``e(0)``. The weights of the current update are
   returned (so they include this step's risk).
 
-  Approximation: a loss-weighting method only sees the Gramian
+  **An approximation** of the paper's method, which is the aggregator
+  ``aggregation.get("excess_mtl")`` (per-coordinate accumulator, ``jacobian``
+  engine). A loss-weighting method only sees the Gramian
   (``||g_t||^2 = G_tt``), not per-coordinate squared gradients, so a scalar
   AdaGrad accumulator per task is used::
 
@@ -68,7 +72,7 @@ def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
 
   Examples:
     >>> import jax.numpy as jnp
-    >>> method = excess_mtl(step_size=1.0)
+    >>> method = excess_mtl_norms(step_size=1.0)
     >>> state = method.init(2)
     >>> gramian = jnp.eye(2)
     >>> weights, state = method.update(jnp.ones(2), state, gramian=gramian)

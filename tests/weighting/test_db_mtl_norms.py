@@ -11,7 +11,7 @@ def test_hand_computed_three_updates():
   beta, sigma = 0.9, 0.5
   losses_seq = np.array([[1.0, 4.0, 0.5], [0.8, 3.0, 0.5], [0.7, 2.0, 0.4]])
   sq_norms_seq = np.array([[4.0, 1.0, 0.25], [1.0, 1.0, 0.36], [2.0, 0.5, 1.0]])
-  method = weighting.get("db_mtl", beta=beta, beta_sigma=sigma)
+  method = weighting.get("db_mtl_norms", beta=beta, beta_sigma=sigma)
   state = method.init(3)
   u = np.zeros(3)
   for k, (losses, sq) in enumerate(zip(losses_seq, sq_norms_seq), start=1):
@@ -29,7 +29,7 @@ def test_without_ema_all_weighted_gradient_norms_are_the_largest_log_norm():
   losses = np.array([0.2, 3.0, 40.0])
   grads = np.array([[1.0, 0.0], [0.5, 2.0], [30.0, -10.0]])
   gramian = jnp.asarray(grads @ grads.T, jnp.float32)
-  method = weighting.get("db_mtl", beta=0.0)
+  method = weighting.get("db_mtl_norms", beta=0.0)
   weights, _ = method.update(jnp.asarray(losses, jnp.float32), method.init(3),
                              gramian=gramian)
   weighted_norms = np.asarray(weights) * np.linalg.norm(grads, axis=1)
@@ -42,7 +42,7 @@ def test_invariant_to_the_scale_of_a_task():
   c = 1000.0
   losses = np.array([0.5, 2.0])
   sq = np.array([1.0, 9.0])
-  method = weighting.get("db_mtl")
+  method = weighting.get("db_mtl_norms")
   w1, _ = method.update(jnp.asarray(losses), method.init(2),
                         gramian=jnp.diag(jnp.asarray(sq)))
   w2, _ = method.update(jnp.asarray(losses * [c, 1.0]), method.init(2),
@@ -57,4 +57,4 @@ def test_invariant_to_the_scale_of_a_task():
 ])
 def test_bad_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=f"'{name}'"):
-    weighting.get("db_mtl", **kwargs)
+    weighting.get("db_mtl_norms", **kwargs)

@@ -11,7 +11,7 @@ from weighting_testlib import scan_updates
 def test_hand_computed_three_updates():
   step = 0.5
   sq_norms_seq = np.array([[1.0, 4.0, 0.5], [2.0, 1.0, 0.5], [0.5, 3.0, 1.0]])
-  method = weighting.get("excess_mtl", step_size=step)
+  method = weighting.get("excess_mtl_norms", step_size=step)
   state = method.init(3)
   w, acc, initial = np.ones(3), np.zeros(3), None
   for sq in sq_norms_seq:
@@ -32,7 +32,7 @@ def test_task_with_larger_excess_risk_gains_weight():
   # optimum (small excess risk), so weight moves to task 0.
   n = 30
   sq = np.stack([np.ones(n), 0.8 ** np.arange(n)], axis=1)
-  weights, _ = scan_updates(weighting.get("excess_mtl", step_size=0.1),
+  weights, _ = scan_updates(weighting.get("excess_mtl_norms", step_size=0.1),
                             np.ones((n, 2)),
                             np.stack([np.diag(s) for s in sq]))
   np.testing.assert_allclose(np.sum(weights, axis=1), 2.0, rtol=1e-5)
@@ -45,7 +45,7 @@ def test_equal_relative_risks_keep_weights_equal():
   n = 10
   scale = np.array([1.0, 100.0, 1e-4])
   sq = (0.9 ** np.arange(n))[:, None] * scale
-  weights, _ = scan_updates(weighting.get("excess_mtl"), np.ones((n, 3)),
+  weights, _ = scan_updates(weighting.get("excess_mtl_norms"), np.ones((n, 3)),
                             np.stack([np.diag(s) for s in sq]))
   np.testing.assert_allclose(weights, 1.0, rtol=1e-4)
 
@@ -59,7 +59,7 @@ def test_matches_per_coordinate_adagrad_when_gradient_profiles_are_fixed():
   sizes = np.exp(rng.normal(size=(6, 3)))
   step = 0.3
   w, acc, initial = np.ones(3), np.zeros((3, 5)), None
-  method = weighting.get("excess_mtl", step_size=step)
+  method = weighting.get("excess_mtl_norms", step_size=step)
   state = method.init(3)
   for size in sizes:
     grads = size[:, None] * directions
@@ -81,4 +81,4 @@ def test_matches_per_coordinate_adagrad_when_gradient_profiles_are_fixed():
 ])
 def test_bad_hyperparameters_raise(kwargs, name):
   with pytest.raises(ValueError, match=f"'{name}'"):
-    weighting.get("excess_mtl", **kwargs)
+    weighting.get("excess_mtl_norms", **kwargs)
