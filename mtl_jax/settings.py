@@ -68,7 +68,9 @@ class TrainSettings:
     max_to_keep: checkpoints kept.
     nonfinite: ``'skip'`` a non-finite update, or ``'halt'`` after
       ``max_nonfinite`` consecutive ones.
-    max_nonfinite: see ``nonfinite``.
+    max_nonfinite: see ``nonfinite`` (``'halt'`` runs only).
+    max_skipped: skipped updates a ``'skip'`` run tolerates before it halts
+      like ``'halt'`` (0: 10 % of ``num_steps``, :func:`loop.skip_limit`).
     max_empty_batches: consecutive batches without any label before the run
       stops (0: never).
     compute_dtype: dtype of the model's forward and backward passes.
@@ -86,6 +88,7 @@ class TrainSettings:
   max_to_keep: int = 3
   nonfinite: str = "skip"
   max_nonfinite: int = 0
+  max_skipped: int = 0
   max_empty_batches: int = 100
   compute_dtype: str = "float32"
   accumulation_steps: int = 1
@@ -96,7 +99,8 @@ class TrainSettings:
 NONFINITE_POLICIES = ("skip", "halt")
 _POSITIVE = ("num_steps", "batch_size", "eval_batch_size", "log_every", "max_to_keep",
              "accumulation_steps")
-_NON_NEGATIVE = ("eval_every", "checkpoint_every", "max_nonfinite", "max_empty_batches")
+_NON_NEGATIVE = ("eval_every", "checkpoint_every", "max_nonfinite", "max_skipped",
+                 "max_empty_batches")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -81,19 +82,33 @@ def flatten_eval(values: dict[str, dict[str, float]], losses: dict[str, float]) 
 
 
 class JsonlWriter:
-  """Appends records to ``<workdir>/metrics.jsonl`` (only on process 0)."""
+  """Appends records to ``<workdir>/metrics.jsonl`` (only on process 0).
+
+  A torn last line (a crash mid-write) is dropped with a warning when the
+  writer opens the file. The file never holds a ``(step, split)`` twice: a
+  record whose key is already there replaces the older one.
+  """
 
   def __init__(self, workdir: str, *, enabled: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = enabled
+    self._keys: set = set()
     if enabled:
       os.makedirs(workdir, exist_ok=True)
+      if os.path.exists(self.path):
+        repair(self.path)
+        self._keys = {(r["step"], r["split"]) for r in read(self.path)}
 
   def write(self, step: int, split: str, record: dict) -> None:
     if not self.enabled:
       return
+    key = (int(step), split)
+    if key in self._keys:  # rare (a resume re-evaluating its last step)
+      kept = [r for r in read(self.path) if (r["step"], r["split"]) != key]
+      _rewrite(self.path, kept)
+    self._keys.add(key)
     with open(self.path, "a") as f:
-      f.write(json.dumps({"step": int(step), "split": split, **record}) + "\n")
+      f.write(json.dumps({"step": key[0], "split": split, **record}) + "\n")
 
   def close(self) -> None:
     """Nothing to release: each write opens and closes the file."""
@@ -186,16 +201,67 @@ def make_writer(workdir: str, *, enabled: bool = True, tensorboard: bool = True,
   return Writers(*writers)
 
 
+def _parse(path: str, number: int, line: str) -> dict:
+  try:
+    record = json.loads(line)
+  except ValueError as e:
+    raise ValueError(f"{path}, line {number}: not a JSON record ({e}).") from None
+  if not isinstance(record, dict) or "step" not in record or "split" not in record:
+    raise ValueError(f"{path}, line {number}: not a metrics record (no step/split).")
+  return record
+
+
 def read(path: str) -> list[dict]:
-  """All records of a ``metrics.jsonl`` file."""
+  """All records of a ``metrics.jsonl`` file.
+
+  Raises:
+    ValueError: a line is not a record (the message names file and line).
+  """
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    return [_parse(path, n, line) for n, line in enumerate(f, 1) if line.strip()]
+
+
+def _rewrite(path: str, records: list[dict]) -> None:
+  """Replaces the file's records atomically (temporary file, rename)."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
+  os.replace(tmp, path)
+
+
+def repair(path: str) -> bool:
+  """Drops a torn last line (a crash mid-write) with a warning; True if it did.
+
+  A broken line before the last is not a torn write: it raises ValueError.
+  """
+  with open(path) as f:
+    lines = f.read().split("\n")
+  while lines and not lines[-1].strip():
+    lines.pop()
+  if not lines:
+    return False
+  try:
+    _parse(path, len(lines), lines[-1])
+    return False
+  except ValueError as e:
+    warnings.warn(f"Dropping the torn last line of {path} (line {len(lines)}): "
+                  f"{str(e).split(': ', 1)[-1]}", RuntimeWarning, stacklevel=2)
+  _rewrite(path, [_parse(path, n, l) for n, l in enumerate(lines[:-1], 1) if l.strip()])
+  return True
 
 
 def truncate_after(path: str, step: int) -> None:
   """Drops records past ``step`` (written by a run that was then interrupted)."""
   if not os.path.exists(path):
     return
-  kept = [r for r in read(path) if r["step"] <= step]
-  with open(path, "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in kept)
+  repair(path)
+  _rewrite(path, [r for r in read(path) if r["step"] <= step])
+
+
+def last_step(path: str) -> int | None:
+  """The largest step of the file's records (None: no file or no records)."""
+  if not os.path.exists(path):
+    return None
+  repair(path)
+  steps = [r["step"] for r in read(path)]
+  return max(steps) if steps else None

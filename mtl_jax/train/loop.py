@@ -22,7 +22,7 @@ from mtl_jax import data, models, penalties, settings as settings_lib
 from mtl_jax.losses import metrics as metrics_lib
 from mtl_jax.settings import Settings
 from mtl_jax.train import engines, logger, optimizer, sharding, state as state_lib
-from mtl_jax.train import signals, validate
+from mtl_jax.train import rundir, signals, validate
 from mtl_jax.train.checkpoint import Checkpointer, meta_for
 from mtl_jax.train.step import make_eval_step, make_gramian_probe, make_train_step
 
@@ -54,6 +54,7 @@ class RunResult:
   steps_per_second: float
   compilations: int         # times the train step was compiled (1 expected)
   workdir: str
+  skipped: int = 0          # updates skipped as non-finite over the whole run
 
 
 def setup(config) -> Setup:
@@ -136,14 +137,21 @@ def _batch_iterator(s: Settings, split: str, *, batch_size: int, train: bool):
       process_count=jax.process_count())
 
 
+def _widen(x) -> np.ndarray:
+  """A batch's statistic as int64 / float64, so split totals (pixel counts,
+  confusion matrices, error sums over millions of pixels) stay exact."""
+  x = np.asarray(x)
+  return x.astype(np.int64 if np.issubdtype(x.dtype, np.integer) else np.float64)
+
+
 def evaluate(s: Setup, compiled: Compiled, state, split: str) -> tuple[dict, dict]:
   """Per-task metrics and mean losses of ``state`` on a whole split."""
   total = None
   batch_size = s.settings.train.eval_batch_size
   for batch in _batch_iterator(s.settings, split, batch_size=batch_size, train=False):
-    out = compiled.eval_step(state.params, state.rest, compiled.put(batch, batch_size))
+    out = jax.tree.map(_widen, jax.device_get(
+        compiled.eval_step(state.params, state.rest, compiled.put(batch, batch_size))))
     total = out if total is None else jax.tree.map(np.add, total, out)
-  total = jax.device_get(total)
   values = metrics_lib.compute_all(s.tasks, total["stats"])
   counts = np.maximum(np.asarray(total["counts"]), 1)
   losses = {t.name: float(total["loss_sum"][i] / counts[i]) for i, t in enumerate(s.tasks)}
@@ -151,12 +159,26 @@ def evaluate(s: Setup, compiled: Compiled, state, split: str) -> tuple[dict, dic
 
 
 class NonFiniteHalt(RuntimeError):
-  """Raised after ``train.max_nonfinite`` consecutive non-finite updates."""
+  """Raised after ``train.max_nonfinite`` consecutive non-finite updates
+  (``nonfinite='halt'``), or once the skipped updates of a ``'skip'`` run pass
+  :func:`skip_limit`."""
+
+
+def skip_limit(tc) -> int:
+  """Skipped updates a ``nonfinite='skip'`` run tolerates before it halts.
+
+  10 % of ``train.num_steps`` (rounded up, at least 1): a run that skips more
+  has diverged, and its final metrics would silently describe a broken model.
+  ``train.max_skipped`` (a count; 0 for the default) overrides it.
+  ``train.max_nonfinite`` keeps its meaning, the consecutive non-finite
+  updates of a ``'halt'`` run.
+  """
+  return tc.max_skipped if tc.max_skipped > 0 else max(1, -(-tc.num_steps // 10))
 
 
 def train(config, *, workdir: Optional[str] = None, resume: bool = False,
-          progress: Optional[bool] = None,
-          eval_splits: tuple[str, ...] = ("test",)) -> RunResult:
+          progress: Optional[bool] = None, eval_splits: tuple[str, ...] = ("test",),
+          overwrite: bool = False, link_latest: bool = False) -> RunResult:
   """Trains a run and evaluates the final state on ``eval_splits``.
 
   Args:
@@ -164,33 +186,88 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
       (parsed and checked first: every config error before compiling), or
       :class:`~mtl_jax.settings.Settings` already parsed.
     workdir: run directory (metrics, checkpoints); default ``config.workdir``.
-    resume: continue from the latest checkpoint in ``workdir`` if any.
+      It is locked for the run (:mod:`~mtl_jax.train.rundir`).
+    resume: continue from the latest checkpoint in ``workdir`` if any. The
+      config may differ from the saved one only in
+      :data:`~mtl_jax.train.rundir.SAFE_KEYS` (recorded in
+      ``config_history.jsonl``).
     progress: show a progress bar (default: only on a terminal).
     eval_splits: splits evaluated at the end (and every ``train.eval_every``
       steps on ``validation``).
+    overwrite: replace the run ``workdir`` holds (default: refuse).
+    link_latest: point ``<parent of workdir>/latest`` at ``workdir`` once
+      the run holds its lock (the CLI's default run directories).
+
+  Raises:
+    rundir.RunDirError: the directory is locked, holds a run (without
+      ``resume`` or ``overwrite``), is not writable, or a resume changes an
+      unsafe config key or finds metrics but no checkpoint.
   """
   settings = validate.check_config(config)
   workdir = workdir or settings.workdir
+  primary = jax.process_index() == 0
+  config_json = settings.config.to_json_best_effort(indent=2)
+  if primary:
+    rundir.check(workdir, resume=resume, overwrite=overwrite)
+  changes = rundir.check_resume_config(workdir, config_json) if resume else {}
   s = setup(settings)
-  num_steps = settings.train.num_steps
   compiled = compile_run(s)
-  state = compiled.init()
+  with rundir.Lock(workdir, enabled=primary):
+    if overwrite and primary:
+      rundir.clear(workdir)
+    if link_latest and primary:
+      rundir.link_latest(workdir)
+    return _train_locked(s, compiled, workdir, resume, progress, eval_splits,
+                         config_json, changes)
+
+
+def _restore(s, compiled, ckpt, meta, workdir, train_iter):
+  """The restored ``(state, start)`` of a resume; refuses a resume that finds
+  metrics but no checkpoint (it would restart and duplicate them)."""
+  metrics_path = os.path.join(workdir, rundir.METRICS)
+  logged = logger.last_step(metrics_path) if jax.process_index() == 0 else None
+  if ckpt.latest_step() is None:
+    if logged:
+      raise rundir.RunDirError(
+          f"Cannot resume {workdir}: {metrics_path} has records up to step {logged} "
+          f"but {ckpt.directory} has no sealed checkpoint; use --overwrite to start "
+          "again.")
+    return compiled.init(), 0
+  state, data_state, start = ckpt.restore(compiled.abstract_state, meta)
+  train_iter.set_state(data_state)
+  if jax.process_index() == 0:
+    logger.truncate_after(metrics_path, start)
+  return state, start
+
+
+def _train_locked(s, compiled, workdir, resume, progress, eval_splits, config_json,
+                  changes) -> RunResult:
+  settings = s.settings
+  num_steps = settings.train.num_steps
   train_iter = _batch_iterator(settings, "train", batch_size=settings.train.batch_size,
                                train=True)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                       every=settings.train.checkpoint_every,
                       max_to_keep=settings.train.max_to_keep)
   meta = meta_for(s.tasks, settings.config)
-  writer = logger.make_writer(workdir, enabled=jax.process_index() == 0,
+  try:
+    if resume:
+      state, start = _restore(s, compiled, ckpt, meta, workdir, train_iter)
+    else:
+      state, start = compiled.init(), 0
+  except BaseException:
+    ckpt.close()
+    raise
+  primary = jax.process_index() == 0
+  writer = logger.make_writer(workdir, enabled=primary,
                               tensorboard=settings.train.tensorboard,
-                              resumed_from=ckpt.latest_step() if resume else None)
-  if resume and ckpt.latest_step() is not None:
-    state, data_state, start = ckpt.restore(compiled.abstract_state, meta)
-    train_iter.set_state(data_state)
-    logger.truncate_after(writer.path, start)
+                              resumed_from=start if resume else None)
   try:  # the writer is closed (TensorBoard events flushed) also on errors
-    _write_config(workdir, settings.config)
-    stop = signals.StopSignal().install()  # SIGTERM: save, then raise Preempted
+    if primary:
+      rundir.write_config(workdir, config_json)
+      if resume:
+        rundir.record_history(workdir, changes, start)
+    stop = signals.StopSignal().install()  # SIGTERM/SIGINT: save, raise Preempted
     try:
       state, steps_per_second = _run(s, compiled, state, train_iter, ckpt, meta,
                                      writer, progress, stop)
@@ -206,14 +283,8 @@ def train(config, *, workdir: Optional[str] = None, resume: bool = False,
   finally:
     writer.close()
   return RunResult(state, evaluation, eval_losses, steps_per_second,
-                   compiled.step._cache_size(), workdir)
-
-
-def _write_config(workdir: str, config) -> None:
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+                   compiled.step._cache_size(), workdir,
+                   skipped=int(state.nonfinite_total))
 
 
 def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None):
@@ -221,6 +292,7 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None
   tc = s.settings.train
   num_steps, log_every, batch_size = tc.num_steps, tc.log_every, tc.batch_size
   halt_after = tc.max_nonfinite if tc.nonfinite == "halt" else 0
+  skip_after = skip_limit(tc) if tc.nonfinite == "skip" else 0
   start = int(state.step)
   bar = tqdm(total=num_steps, initial=start, disable=(None if progress is None else not progress),
              desc=s.settings.name, unit="step", dynamic_ncols=True)
@@ -247,6 +319,14 @@ def _run(s, compiled, state, train_iter, ckpt, meta, writer, progress, stop=None
           f"Halting at step {step}: {halt_after} consecutive updates had non-finite "
           f"losses or gradients (see {writer.path}); the state before them is "
           f"saved as checkpoint step {step} in {ckpt.directory}.")
+    if skip_after and int(state.nonfinite_total) > skip_after:
+      ckpt.save(step, state, train_iter.get_state(), meta, force=True)
+      raise NonFiniteHalt(
+          f"Halting at step {step}: {int(state.nonfinite_total)} updates had "
+          f"non-finite losses or gradients and were skipped, more than the limit "
+          f"{skip_after} (10% of train.num_steps; see "
+          f"{writer.path}); the state is saved as checkpoint step {step} in "
+          f"{ckpt.directory}.")
     if ckpt.should_save(step):
       ckpt.save(step, state, train_iter.get_state(), meta)
     if stop is not None and stop.requested(step):

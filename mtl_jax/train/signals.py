@@ -1,11 +1,13 @@
-"""Stopping a run cleanly when it is asked to (SIGTERM: preemption, ``kill``).
+"""Stopping a run cleanly when it is asked to (SIGTERM: preemption, ``kill``;
+SIGINT: Ctrl-C).
 
-:class:`StopSignal` turns SIGTERM into a request the loop checks once per
-step: the loop then saves a checkpoint of the step it just finished, waits for
-the write, and raises :class:`Preempted`; ``mtl-jax train`` prints the message
-and exits with :data:`EXIT_CODE` (143 = 128 + SIGTERM, what a shell reports for
-a process ended by SIGTERM, so schedulers see an unfinished run; rerun with
-``--resume`` to continue bit-exactly).
+:class:`StopSignal` turns SIGTERM and SIGINT into a request the loop checks
+once per step: the loop then saves a checkpoint of the step it just finished,
+waits for the write, and raises :class:`Preempted`; ``mtl-jax train`` prints the
+message and exits with :attr:`Preempted.exit_code` (143 = 128 + SIGTERM, 130 =
+128 + SIGINT: what a shell reports for a process ended by the signal, so
+schedulers see an unfinished run; rerun with ``--resume`` to continue
+bit-exactly).
 
 * One process (no ``jax.distributed``): a Python handler for SIGTERM, installed
   on the main thread for the duration of the step loop (the previous handler is
@@ -33,6 +35,7 @@ class Preempted(RuntimeError):
 
   def __init__(self, step: int, directory: str, signal_name: str = "SIGTERM"):
     self.step, self.directory, self.signal_name = int(step), directory, signal_name
+    self.exit_code = 128 + int(signal.Signals[signal_name])
     super().__init__(
         f"Stopped by {signal_name} after step {step}; saved checkpoint step "
         f"{step} in {directory}. Run the same command with --resume "
@@ -40,13 +43,13 @@ class Preempted(RuntimeError):
 
 
 class StopSignal:
-  """A stop request set by SIGTERM (see the module docstring).
+  """A stop request set by SIGTERM or SIGINT (see the module docstring).
 
   Use ``install()`` before the step loop, ``requested(step)`` after each step
   and ``restore()`` in a ``finally``.
   """
 
-  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM,)):
+  def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
     self.signals = tuple(signals)
     self.received: Optional[int] = None
     self._previous: dict[int, object] = {}

@@ -73,15 +73,16 @@ def test_unknown_workload_and_formulation_raise():
 
 
 def test_w3_resnet18_step_runs_on_a_tiny_version():
-  """W3 (the GPU workload) at toy size: loads, and one step of equal
-  weighting and of MGDA on the representation engine runs."""
+  """W3 (the GPU workload) at toy size: loads, and one step of MGDA on the
+  representation engine runs."""
   from benchmarks import throughput as tp
   work = wl.load_w3(3, width=2, image_size=8, batch=4)
   assert [t.name for t in work.tasks] == ["t00", "t01", "t02"]
   assert work.batch["inputs"].shape == (4, 8, 8, 3) and jax.tree.leaves(work.rest)
   assert tp.cases(["W1", "W2", "W3"], [2, 8]) == [
       ("W1", 2), ("W1", 8), ("W2", 2), ("W3", 2), ("W3", 8)]
-  for spec, engine in ((tp.MethodSpec("equal"), "weighted"),
-                       (tp.MethodSpec("mgda", aggregator="mgda"), "representation")):
-    row = tp.measure(work, spec, engine, steps=1, warmup=0, min_time=0.0)
-    assert row["workload"] == "W3" and row["steps_per_s"] > 0
+  # One engine: a ResNet-18 step takes most of a minute to compile here, and
+  # the engines themselves are tested on small models in tests/train.
+  spec = tp.MethodSpec("mgda", aggregator="mgda")
+  row = tp.measure(work, spec, "representation", steps=1, warmup=0, min_time=0.0)
+  assert row["workload"] == "W3" and row["steps_per_s"] > 0

@@ -14,7 +14,7 @@ import pytest
 from mtl_jax import cli, data, settings
 from mtl_jax.data.base import DatasetSpec
 from mtl_jax.losses import losses
-from mtl_jax.train import checkpoint, loop, validate
+from mtl_jax.train import checkpoint, loop, rundir, validate
 from mtl_jax.train.step import make_train_step
 from tests.reliability import common
 from tests.train import helpers as h
@@ -226,6 +226,12 @@ def test_resume_refuses_other_tasks_and_other_process_counts(monkeypatch, config
   ckpt_dir = os.path.join(config.workdir, "checkpoints")
   other = ml_collections.ConfigDict(config.to_dict())
   other.tasks = {"c": config.tasks.c.to_dict()}
+  # The saved config differs in its tasks: refused before any restore.
+  with pytest.raises(rundir.RunDirError, match=r"different config \(tasks\.r: "
+                                               r"'\(present\)' -> '\(absent\)'\)"):
+    loop.train(other, resume=True, progress=False, eval_splits=())
+  # The checkpoint's own meta is checked too (a run directory without config.json).
+  os.remove(os.path.join(config.workdir, "config.json"))
   with pytest.raises(ValueError, match=r"written for tasks \['c', 'r'\], but this run "
                                        r"has tasks \['c'\]"):
     loop.train(other, resume=True, progress=False, eval_splits=())

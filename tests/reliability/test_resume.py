@@ -10,12 +10,13 @@ import glob
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import pytest
 
 from mtl_jax import data
-from mtl_jax.train import checkpoint, loop, signals
+from mtl_jax.train import checkpoint, loop, rundir, signals
 from mtl_jax.train.checkpoint import Checkpointer
 from tests.reliability import common
 
@@ -57,13 +58,19 @@ def runs(tmp_path_factory, data_dir):
               config=lambda key: common.tiny_config(data_dir, paths[key]))
 
 
-def _resume_and_compare(runs, key, expected_start):
+def _resume_and_compare(runs, key, expected_start, killed=False):
   workdir = runs["paths"][key]
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=0)
   assert ckpt.latest_step() == expected_start
   ckpt.close()
   assert not glob.glob(os.path.join(workdir, "checkpoints", "*orbax-checkpoint-tmp*"))
-  resumed = loop.train(runs["config"](key), resume=True, progress=False, eval_splits=())
+  # A SIGKILLed run leaves its lock; its pid is dead: the resume takes it over.
+  assert os.path.exists(os.path.join(workdir, rundir.LOCK)) == killed
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    resumed = loop.train(runs["config"](key), resume=True, progress=False, eval_splits=())
+  assert any("stale lock" in str(w.message) for w in caught) == killed
+  assert not os.path.exists(os.path.join(workdir, rundir.LOCK))
   reference = runs["reference"]
   assert int(resumed.state.step) == common.NUM_STEPS
   common.assert_bit_identical(resumed.state, reference.state)
@@ -81,7 +88,7 @@ def test_sigkill_during_async_save(runs):
   assert glob.glob(os.path.join(ckpt_dir, "20.orbax-checkpoint-tmp*"))
   # max_to_keep=1: the unfinished step 20 did not cost the sealed step 10.
   assert [d for d in os.listdir(ckpt_dir) if d.isdigit()] == ["10"]
-  _resume_and_compare(runs, "killed_in_save", expected_start=10)
+  _resume_and_compare(runs, "killed_in_save", expected_start=10, killed=True)
 
 
 def test_sigterm_saves_and_exits_143_through_the_cli(runs):
@@ -95,7 +102,7 @@ def test_sigterm_saves_and_exits_143_through_the_cli(runs):
 def test_sigkill_between_saves(runs):
   assert runs["codes"]["sigterm_then_kill"] == -9, runs["logs"]["sigterm_then_kill"]
   assert "KILLING between saves at step 17" in runs["logs"]["sigterm_then_kill"]
-  _resume_and_compare(runs, "killed_between", expected_start=10)
+  _resume_and_compare(runs, "killed_between", expected_start=10, killed=True)
 
 
 def test_checkpoint_holds_every_piece_of_state(runs):

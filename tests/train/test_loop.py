@@ -25,6 +25,7 @@ def test_loss_falls_and_step_compiles_once(tiny_sprites_config):
   # The evaluation of the training split is logged apart from the steps'
   # batch losses (it used to be one more "train" record at the last step).
   assert [r["step"] for r in records] == list(range(1, 81))
+  assert result.skipped == sum(r["skipped"] for r in records)  # stated in the summary
   # Equal weighting computes no per-task gradients in the step; the loop's
   # probe still logs the gradient cosines (in [-1, 1]) on logged steps.
   cosines = [v for k, v in records[-1].items() if k.startswith("cos/")]
