@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from benchmarks import throughput
-from mtl_jax import config_files
+from mtl_jax import config_files, models
 from mtl_jax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +96,7 @@ def measure(case: str, *, steps: int, method: str | None = None,
   times, cpu, _ = throughput.time_steps(step, state, batch, steps=steps,
                                         min_time=0.0, warmup=1)
   median = statistics.median(times)
-  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(s.partition.params))
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(models.params_of(s.partition)))
   return dict(case=case, arch=s.settings.model.arch,
               trunk=dict(s.settings.model.options.get("trunk", {})).get("kind"),
               method=s.settings.method.label, engine=s.method.engine,
