@@ -112,6 +112,24 @@ def stateless_init(num_tasks: int, params: Optional[PyTree] = None) -> EmptyStat
   return EmptyState()
 
 
+def task_buffer(num_tasks: int, params: Optional[PyTree], *, method: str,
+                keeps: str) -> PyTree:
+  """Zeros ``[T, *p]`` (at least float32) for each leaf of ``params``: the
+  per-task state of a method that tracks every task's gradient vector.
+
+  Raises ValueError (``"<method> <keeps>: call init(num_tasks, params) ..."``)
+  when ``params`` is None.
+  """
+  if params is None:
+    raise ValueError(
+        f"{method} {keeps}: call init(num_tasks, params) with params shaped "
+        "like one task's gradient.")
+  return jax.tree.map(
+      lambda p: jnp.zeros((num_tasks,) + jnp.shape(p),
+                          jnp.promote_types(jnp.result_type(p), jnp.float32)),
+      params)
+
+
 def num_tasks_of(grads: PyTree) -> int:
   """The size of the leading task axis shared by every leaf of ``grads``."""
   leaves = jax.tree.leaves(grads)

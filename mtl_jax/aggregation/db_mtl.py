@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mtl_jax.aggregation.base import Aggregator, all_finite, keep_if, num_tasks_of
+from mtl_jax.aggregation.base import (Aggregator, all_finite, keep_if, num_tasks_of,
+                                      task_buffer)
 from mtl_jax.aggregation.gramians import gramian, safe_sqrt
 from mtl_jax.validators import above, at_least, hyperparameter, in_range
 
@@ -82,15 +83,8 @@ def db_mtl(beta: float = 0.9, beta_sigma: float = 0.0,
   above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks, params=None):
-    if params is None:
-      raise ValueError(
-          "db_mtl keeps an EMA of every task's gradient: call "
-          "init(num_tasks, params) with params shaped like one task's "
-          "gradient.")
-    buffer = jax.tree.map(
-        lambda p: jnp.zeros((num_tasks,) + jnp.shape(p),
-                            jnp.promote_types(jnp.result_type(p),
-                                              jnp.float32)), params)
+    buffer = task_buffer(num_tasks, params, method="db_mtl",
+                         keeps="keeps an EMA of every task's gradient")
     return DBMTLState(buffer=buffer, count=jnp.zeros((), jnp.int32))
 
   def update(grads, state, *, losses=None, **extras):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation.base import (Aggregator, all_finite, combine, keep_if,
-                                      num_tasks_of)
+                                      num_tasks_of, task_buffer)
 from mtl_jax.validators import above, hyperparameter
 
 
@@ -80,15 +80,8 @@ def excess_mtl(step_size: float = 1e-2, *, adagrad_eps: float = 1e-7,
   above(eps, hyperparameter("eps"), 0)
 
   def init(num_tasks, params=None):
-    if params is None:
-      raise ValueError(
-          "excess_mtl keeps a per-coordinate AdaGrad sum for every task: "
-          "call init(num_tasks, params) with params shaped like one task's "
-          "gradient.")
-    sums = jax.tree.map(
-        lambda p: jnp.zeros((num_tasks,) + jnp.shape(p),
-                            jnp.promote_types(jnp.result_type(p),
-                                              jnp.float32)), params)
+    sums = task_buffer(num_tasks, params, method="excess_mtl",
+                       keeps="keeps a per-coordinate AdaGrad sum for every task")
     zeros = jnp.zeros((num_tasks,), jnp.float32)
     return ExcessMTLState(zeros, sums, zeros, jnp.zeros((), jnp.int32))
 

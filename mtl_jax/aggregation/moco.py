@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from mtl_jax.aggregation._solvers import project_simplex
-from mtl_jax.aggregation.base import Aggregator, all_finite, keep_if, num_tasks_of
+from mtl_jax.aggregation.base import (Aggregator, all_finite, keep_if, num_tasks_of,
+                                      task_buffer)
 from mtl_jax.aggregation.gramians import gramian
 from mtl_jax.validators import above, at_least, choice, hyperparameter, in_range
 
@@ -107,14 +108,8 @@ def moco(
   to_simplex = project_simplex if lambda_update == "project" else jax.nn.softmax
 
   def init(num_tasks, params=None):
-    if params is None:
-      raise ValueError(
-          "moco tracks every task's gradient: call init(num_tasks, params) "
-          "with params shaped like one task's gradient.")
-    y = jax.tree.map(
-        lambda p: jnp.zeros((num_tasks,) + jnp.shape(p),
-                            jnp.promote_types(jnp.result_type(p),
-                                              jnp.float32)), params)
+    y = task_buffer(num_tasks, params, method="moco",
+                    keeps="tracks every task's gradient")
     return MoCoState(y=y, lam=jnp.full((num_tasks,), 1.0 / num_tasks,
                                        jnp.float32),
                      count=jnp.zeros((), jnp.int32))
